@@ -1,0 +1,168 @@
+"""The learner: owns the model and its optimizers, and turns batches into updates.
+
+Usage:
+    learner = Learner(ModelConfig(), tasks, LearnerConfig(), seed=0)
+    metrics = learner.step(batch)          # one update
+    publish(learner.weights())             # CPU state dict for the actors
+    learner.save(run_dir / "checkpoints" / "latest")
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from agents.loss import odt_loss
+from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
+from agents.spaces import TaskInfo
+from agents.trajectory import Batch
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "learner_state.pt"
+
+
+@dataclass
+class LearnerConfig:
+    """Optimization settings."""
+
+    lr: float = 3e-4  # AdamW peak learning rate of the model
+    weight_decay: float = 5e-4  # AdamW weight decay, applied to weight matrices and embeddings only
+    warmup_updates: int = 500  # updates of linear learning-rate warmup from lr/warmup_updates to lr
+    grad_clip: float = 0.25  # max global gradient norm of the model parameters
+    temperature_lr: float = 1e-4  # Adam learning rate of the per-task log temperature (ODT)
+    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
+    bf16: bool = True  # bf16 autocast for forward and loss; used on CUDA only
+    compile: bool = False  # torch.compile the model's forward
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.temperature_lr <= 0:
+            raise ValueError(f"learning rates must be > 0, got lr={self.lr}, temperature_lr={self.temperature_lr}")
+        if self.warmup_updates < 0:
+            raise ValueError(f"warmup_updates must be >= 0, got {self.warmup_updates}")
+        if self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Learner:
+    """Updates a `DecisionTransformer` with the ODT loss on batches of any mix of `tasks`."""
+
+    def __init__(self, model_cfg: ModelConfig, tasks: Sequence[TaskInfo], cfg: LearnerConfig, seed: int):
+        self.cfg = cfg
+        self.tasks = list(tasks)
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(seed)  # model init, dropout and entropy samples draw from the global torch generator
+        self.model = DecisionTransformer(model_cfg, tasks).to(self.device)
+        self._forward_model = torch.compile(self.model) if cfg.compile else self.model
+        self.updates = 0
+
+        # nanoGPT: decay matrices and embeddings, not biases, LayerNorm gains or the temperature.
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if name == "log_temperature":
+                continue
+            (decay if p.dim() >= 2 else no_decay).append(p)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            fused=fused,
+        )
+        self._model_params = decay + no_decay
+        self.temperature_optimizer = torch.optim.Adam([self.model.log_temperature], lr=cfg.temperature_lr, betas=(0.9, 0.999))
+        warmup = max(cfg.warmup_updates, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: min(1.0, (u + 1) / warmup))
+        self._flops_per_token = torch.tensor([self.model.flops_per_token(i) for i in range(len(tasks))], dtype=torch.float64)
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """One update on `batch`; returns loss metrics and learner/{grad_norm, lr, update_s, flops}."""
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        tensors = batch_to_tensors(batch, self.device)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
+            loss, temperature_loss, metrics = odt_loss(self._forward_model, tensors)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.temperature_optimizer.zero_grad(set_to_none=True)
+        # The two losses touch disjoint parameters (see odt_loss), so one backward serves both.
+        (loss + temperature_loss).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.temperature_optimizer.step()
+        self.scheduler.step()
+        self.updates += 1
+        metrics["learner/grad_norm"] = float(grad_norm)  # syncs, so update_s covers the device work
+        metrics["learner/lr"] = lr
+        metrics["learner/update_s"] = time.perf_counter() - start
+        real_tokens = np.bincount(batch.task, weights=batch.mask.sum(1), minlength=len(self.tasks))  # (n_tasks,)
+        metrics["learner/flops"] = float(3.0 * (self._flops_per_token.numpy() * real_tokens).sum())
+        return metrics
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the model's state dict, safe to publish while training goes on."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def load_weights(self, state: dict[str, torch.Tensor]):
+        self.model.load_state_dict(state)
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-identically: model, optimizers, schedule, counter, RNGs."""
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "temperature_optimizer": self.temperature_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "updates": self.updates,
+            "torch_rng": torch.get_rng_state(),
+            # Plain lists and numbers, so torch.load(weights_only=True) accepts it.
+            "numpy_rng": {"kind": kind, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached_gaussian": cached},
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.temperature_optimizer.load_state_dict(state["temperature_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.updates = int(state["updates"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        r = state["numpy_rng"]
+        np.random.set_state((r["kind"], np.asarray(r["keys"], dtype=np.uint32), r["pos"], r["has_gauss"], r["cached_gaussian"]))
+
+    def save(self, directory: str | os.PathLike):
+        """Write `model.safetensors` and `learner_state.pt` (tensors and plain containers only)."""
+        os.makedirs(directory, exist_ok=True)
+        state = self.state_dict()
+        model_state = {k: v.detach().contiguous() for k, v in state.pop("model").items()}
+        safetensors.torch.save_file(model_state, os.path.join(directory, MODEL_FILE))
+        torch.save(state, os.path.join(directory, STATE_FILE))
+
+    def load(self, directory: str | os.PathLike):
+        """Restore what `save` wrote."""
+        model_path = os.path.join(directory, MODEL_FILE)
+        state_path = os.path.join(directory, STATE_FILE)
+        for path in (model_path, state_path):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"checkpoint file {path} not found")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state["model"] = safetensors.torch.load_file(model_path, device=str(self.device))
+        self.load_state_dict(state)
+
+    def export_weights(self, path: str | os.PathLike):
+        """Write the model's state dict as one safetensors file."""
+        safetensors.torch.save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()}, str(path))

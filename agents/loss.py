@@ -1,0 +1,69 @@
+"""The Online Decision Transformer objective, for batches that mix tasks.
+
+Per task i present in the batch, over its real (unmasked) steps:
+
+    policy:      NLL_i - alpha_i.detach() * H_i          (max-likelihood plus an entropy bonus)
+    temperature: alpha_i * (H_i - target_i).detach()     (alpha grows when H falls below target)
+
+with alpha_i = exp(log_temperature[i]). Both sum over the real steps of every task and
+divide by the batch's count of real steps, so each real step weighs the same whatever
+its task.
+"""
+from __future__ import annotations
+
+import torch
+
+from agents.model import DecisionTransformer
+
+
+def odt_loss(model: DecisionTransformer, tensors: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Returns (policy loss, temperature loss, metrics).
+
+    `tensors` is what `batch_to_tensors` returns. The policy loss has no gradient into
+    log_temperature and the temperature loss has gradient ONLY into it, so the caller may
+    backpropagate their sum once.
+    """
+    hidden = model(
+        tensors["task"], tensors["observations"], tensors["actions"], tensors["returns_to_go"], tensors["timesteps"],
+        rows=tensors.get("rows"),
+    )  # (B, K, C)
+    mask = tensors["mask"].float()  # (B, K)
+    n_total = mask.sum().clamp_min(1.0)
+    log_temperature = model.log_temperature
+    policy_loss = hidden.new_zeros((), dtype=torch.float32)
+    temperature_loss = hidden.new_zeros((), dtype=torch.float32)
+    nll_sum_all = hidden.new_zeros((), dtype=torch.float32)
+    names, per_task = [], []
+    rows = tensors.get("rows")
+    for i in sorted(tensors["observations"]):
+        idx = rows[i] if rows is not None else torch.nonzero(tensors["task"] == i).squeeze(1)  # (B_i,)
+        h = hidden.index_select(0, idx)  # (B_i, K, C)
+        m = mask.index_select(0, idx).reshape(-1)  # (B_i*K,)
+        a = tensors["actions"][i]
+        a = a.reshape(-1, a.shape[-1]) if a.dim() == 3 else a.reshape(-1)  # (B_i*K, A) or (B_i*K,)
+        dist = model.action_distribution(i, h.reshape(-1, h.shape[-1]))
+        nll = -dist.log_prob(a)  # (B_i*K,); the squashed Gaussian clamps targets away from +-1 itself
+        entropy = dist.entropy()  # (B_i*K,)
+        n = m.sum().clamp_min(1.0)
+        nll_sum = (nll * m).sum()
+        entropy_mean = (entropy * m).sum() / n
+        alpha = log_temperature[i].exp()
+        policy_loss = policy_loss + nll_sum - alpha.detach() * entropy_mean * n
+        target = model.tasks[i].entropy_target
+        temperature_loss = temperature_loss + n * alpha * (entropy_mean - target).detach()
+        nll_sum_all = nll_sum_all + nll_sum
+        names.append(model.tasks[i].name)
+        per_task.append(torch.stack([entropy_mean.detach(), alpha.detach(), (nll_sum / n).detach()]))
+    policy_loss = policy_loss / n_total
+    temperature_loss = temperature_loss / n_total
+    # One device-to-host transfer for all metrics.
+    values = torch.cat(
+        [torch.stack([policy_loss.detach(), (nll_sum_all / n_total).detach(), temperature_loss.detach()]), *per_task]
+    ).tolist()
+    metrics = {"loss/total": values[0], "loss/nll": values[1], "loss/temperature": values[2]}
+    for k, name in enumerate(names):
+        entropy_v, alpha_v, nll_v = values[3 + 3 * k : 6 + 3 * k]
+        metrics[f"entropy/{name}"] = entropy_v
+        metrics[f"temperature/{name}"] = alpha_v
+        metrics[f"nll/{name}"] = nll_v
+    return policy_loss, temperature_loss, metrics

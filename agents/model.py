@@ -1,0 +1,420 @@
+"""A multi-task Decision Transformer with one token per step.
+
+Each step t of a window becomes ONE token,
+
+    token_t = obs_embed(o_t) + prev_action_embed(a_{t-1}) + rtg_embed(R_t)
+              + timestep_embed(t) + task_embed(task),
+
+and the hidden state at step t predicts a_t. ODT interleaves three tokens per step
+(R, o, a); folding them into one makes the sequence 3x shorter and attention 9x
+cheaper, while the causal mask still keeps a_t out of the token that predicts it.
+
+Tasks differ in their spaces, so the input adapters and output heads are per task
+(one conv encoder is shared by all image tasks); the transformer is shared, and a
+batch that mixes tasks goes through it in one pass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from agents.spaces import Box, Discrete, TaskInfo
+
+
+@dataclass
+class ModelConfig:
+    """Transformer size and the bounds of the action distribution."""
+
+    embed_dim: int = 128  # C: token width
+    n_layers: int = 3  # transformer blocks
+    n_heads: int = 4  # attention heads per block; must divide embed_dim
+    context_len: int = 20  # K: steps (= tokens) per window
+    max_timestep: int = 4096  # size of the timestep embedding table; larger timesteps are clamped to the last entry
+    dropout: float = 0.1  # dropout on token embeddings, attention and residual branches
+    log_std_min: float = -5.0  # lower bound of the Gaussian head's log std (ODT)
+    log_std_max: float = 2.0  # upper bound of the Gaussian head's log std (ODT)
+    init_temperature: float = 0.1  # initial entropy temperature alpha, per task
+
+    def __post_init__(self):
+        if self.embed_dim % self.n_heads != 0:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_heads {self.n_heads}")
+        if self.context_len < 1 or self.max_timestep < 1:
+            raise ValueError(f"context_len and max_timestep must be >= 1, got {self.context_len}, {self.max_timestep}")
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError(f"log_std_min {self.log_std_min} must be < log_std_max {self.log_std_max}")
+        if self.init_temperature <= 0:
+            raise ValueError(f"init_temperature must be > 0, got {self.init_temperature}")
+
+
+# ---------------------------------------------------------------------------------------
+# Transformer
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * cfg.embed_dim)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.embed_dim, 4 * cfg.embed_dim)
+        self.proj = nn.Linear(4 * cfg.embed_dim, cfg.embed_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm GPT block."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.embed_dim)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.embed_dim)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+# ---------------------------------------------------------------------------------------
+# Input adapters
+
+
+class VectorEncoder(nn.Module):
+    """Normalizes a float vector observation with fixed statistics, then projects it."""
+
+    def __init__(self, dim: int, embed_dim: int):
+        super().__init__()
+        # Buffers, not parameters: set from data by `set_observation_stats`, saved with the model.
+        self.register_buffer("obs_mean", torch.zeros(dim))
+        self.register_buffer("obs_std", torch.ones(dim))
+        self.proj = nn.Linear(dim, embed_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.proj((obs.float() - self.obs_mean) / self.obs_std)  # (..., C)
+
+
+class ImageEncoder(nn.Module):
+    """A lighter Nature-CNN for uint8 (H, W, C) frames, shared by every image task.
+
+    Padding and the adaptive pool make any frame size work (84x84 Atari frames as well
+    as small grids); the output size does not depend on the frame size.
+    """
+
+    channels = (16, 32, 32)
+    kernels = (8, 4, 3)
+    strides = (4, 2, 1)
+    paddings = (2, 1, 1)
+    pooled = 4  # the final feature map is pooled to pooled x pooled
+
+    def __init__(self, in_channels: int, embed_dim: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for c, k, s, p in zip(self.channels, self.kernels, self.strides, self.paddings):
+            layers += [nn.Conv2d(c_in, c, k, s, p), nn.ReLU()]
+            c_in = c
+        self.convs = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(self.pooled), nn.Flatten())
+        self.proj = nn.Linear(c_in * self.pooled**2, embed_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        lead = obs.shape[:-3]
+        x = obs.reshape(-1, *obs.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0  # (N, C_img, H, W)
+        return self.proj(self.convs(x)).reshape(*lead, -1)  # (..., C)
+
+    def conv_flops(self, height: int, width: int) -> int:
+        """Forward FLOPs of the conv stack for one frame (2 per multiply-add)."""
+        flops, c_in, h, w = 0, None, height, width
+        for conv in self.convs:
+            if isinstance(conv, nn.Conv2d):
+                k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+                h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+                flops += 2 * conv.in_channels * k * k * conv.out_channels * h * w
+        return flops
+
+
+# ---------------------------------------------------------------------------------------
+# Action distributions
+
+
+class SquashedGaussian:
+    """Diagonal Gaussian followed by tanh, so samples lie in (-1, 1) (ODT's SquashedNormal)."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, eps: float = 1e-6):
+        self.mean = mean  # (N, A)
+        self.std = log_std.exp()  # (N, A)
+        self.eps = eps
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        # Targets at exactly +-1 (clipped expert actions) would give atanh = inf.
+        a = actions.clamp(-1.0 + self.eps, 1.0 - self.eps)
+        return self._log_prob_pre_tanh(torch.atanh(a))
+
+    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
+        z = (u - self.mean) / self.std
+        normal = -0.5 * z.pow(2) - self.std.log() - 0.5 * math.log(2 * math.pi)  # (N, A)
+        # log |d tanh(u) / du| = log(1 - tanh(u)^2), in the numerically stable form.
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # (N, A)
+        return (normal - log_det).sum(-1)  # (N,)
+
+    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return torch.tanh(self.mean + self.std * noise)  # (N, A)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.rsample(generator).detach()
+
+    def mode(self) -> torch.Tensor:
+        return torch.tanh(self.mean)  # (N, A)
+
+    def entropy(self, n_samples: int = 1) -> torch.Tensor:
+        """Monte-Carlo estimate -E[log p(a)] with reparameterized samples (ODT); no closed form exists."""
+        noise = torch.randn((n_samples, *self.mean.shape), device=self.mean.device, dtype=self.mean.dtype)
+        u = self.mean + self.std * noise  # (S, N, A)
+        # Evaluating the density at the pre-tanh sample avoids the atanh(tanh(u)) round trip.
+        return -self._log_prob_pre_tanh(u).mean(0)  # (N,)
+
+
+class CategoricalHead:
+    """Categorical distribution over logits, with generator-driven sampling."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.log_probs = F.log_softmax(logits, dim=-1)  # (N, n)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (N,)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.multinomial(self.log_probs.exp(), 1, generator=generator).squeeze(-1)  # (N,)
+
+    def mode(self) -> torch.Tensor:
+        return self.log_probs.argmax(-1)  # (N,)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.log_probs.exp() * self.log_probs).sum(-1)  # (N,)
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+
+
+class DecisionTransformer(nn.Module):
+    """One transformer for all `tasks`; task i is `tasks[i]` everywhere (batches, heads, temperature)."""
+
+    def __init__(self, cfg: ModelConfig, tasks: Sequence[TaskInfo]):
+        super().__init__()
+        if len(tasks) == 0:
+            raise ValueError("DecisionTransformer needs at least one task")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate task names in {names}")
+        self.cfg = cfg
+        self.tasks = list(tasks)
+        C = cfg.embed_dim
+
+        image_channels = {t.observation.shape[-1] for t in tasks if isinstance(t.observation, Box) and t.observation.is_image}
+        if len(image_channels) > 1:
+            raise ValueError(f"image tasks must share their channel count to share the encoder, got {sorted(image_channels)}")
+        self.image_encoder = ImageEncoder(image_channels.pop(), C) if image_channels else None
+
+        obs_encoders, action_encoders, heads = {}, {}, {}
+        for i, t in enumerate(tasks):
+            key = str(i)
+            if isinstance(t.observation, Discrete):
+                obs_encoders[key] = nn.Embedding(t.observation.n, C)
+            elif not t.observation.is_image:
+                obs_encoders[key] = VectorEncoder(t.observation.dim, C)
+            if t.continuous:
+                action_encoders[key] = nn.Linear(t.action.dim, C)
+                heads[key] = nn.Linear(C, 2 * t.action.dim)  # mean and log std
+            else:
+                action_encoders[key] = nn.Embedding(t.action.n, C)
+                heads[key] = nn.Linear(C, t.action.n)  # logits
+        self.obs_encoders = nn.ModuleDict(obs_encoders)
+        self.action_encoders = nn.ModuleDict(action_encoders)
+        self.heads = nn.ModuleDict(heads)
+        # Window position 0 has no previous action in the window (the step before it is
+        # cut off, or the episode starts): a learned vector stands in, in training and acting alike.
+        self.no_action = nn.Parameter(torch.zeros(C))
+        self.rtg_embed = nn.Linear(1, C)
+        self.timestep_embed = nn.Embedding(cfg.max_timestep, C)
+        self.task_embed = nn.Embedding(len(tasks), C)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(C)
+        # A Parameter, so it is saved and restored with the model.
+        self.log_temperature = nn.Parameter(torch.full((len(tasks),), math.log(cfg.init_temperature)))
+
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight") and name.startswith("blocks."):
+                # GPT-2: scale residual projections by depth so the residual stream's variance stays put.
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        nn.init.normal_(self.no_action, mean=0.0, std=0.02)
+
+    @staticmethod
+    def _init_weights(module: nn.Module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def set_observation_stats(self, task_index: int, mean, std):
+        """Set the normalization of a vector-observation task (std is floored at 1e-6)."""
+        enc = self.obs_encoders[str(task_index)] if str(task_index) in self.obs_encoders else None
+        if not isinstance(enc, VectorEncoder):
+            raise ValueError(f"task {task_index} has no vector observation to normalize")
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.shape != enc.obs_mean.shape or std.shape != enc.obs_std.shape:
+            raise ValueError(
+                f"task {task_index}: stats of shape {tuple(mean.shape)}/{tuple(std.shape)}, "
+                f"observation has {tuple(enc.obs_mean.shape)}"
+            )
+        enc.obs_mean.copy_(mean)
+        enc.obs_std.copy_(std.clamp_min(1e-6))
+
+    def _embed_observations(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
+        space = self.tasks[task_index].observation
+        if isinstance(space, Box) and space.is_image:
+            return self.image_encoder(obs)
+        return self.obs_encoders[str(task_index)](obs)  # Embedding takes long indices, VectorEncoder floats
+
+    def _embed_previous_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
+        """Embed a_{t-1} for every position t of the window; position 0 gets `no_action`."""
+        enc = self.action_encoders[str(task_index)]
+        prev = actions[:, :-1]  # (B_i, K-1, A) or (B_i, K-1)
+        emb = enc(prev.float() if self.tasks[task_index].continuous else prev.long())  # (B_i, K-1, C)
+        first = self.no_action.to(emb.dtype).expand(emb.shape[0], 1, -1)  # (B_i, 1, C)
+        return torch.cat([first, emb], dim=1)  # (B_i, K, C)
+
+    def forward(
+        self,
+        task: torch.Tensor,
+        observations: dict[int, torch.Tensor],
+        actions: dict[int, torch.Tensor],
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        rows: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Hidden states (B, K, C); hidden[b, t] depends on steps <= t of row b only.
+
+        task: (B,) long. observations/actions: task index -> rows of that task, in row
+        order. returns_to_go: (B, K) scaled. timesteps: (B, K) long. rows: optional task
+        index -> (B_i,) row indices (saves a device sync per task when given).
+        """
+        B, K = returns_to_go.shape
+        if K > self.cfg.context_len:
+            raise ValueError(f"window of {K} steps exceeds context_len {self.cfg.context_len}")
+        if not observations:
+            raise ValueError("forward needs at least one task's rows")
+        if set(observations) != set(actions):
+            raise ValueError(f"observations for tasks {sorted(observations)} but actions for {sorted(actions)}")
+        x = None
+        for i in sorted(observations):
+            idx = rows[i] if rows is not None else torch.nonzero(task == i).squeeze(1)  # (B_i,)
+            emb = self._embed_observations(i, observations[i]) + self._embed_previous_actions(i, actions[i])  # (B_i, K, C)
+            assert emb.shape[:2] == (len(idx), K), (emb.shape, len(idx), K)
+            if x is None:
+                x = emb.new_zeros(B, K, emb.shape[-1])  # (B, K, C)
+            x = x.index_copy(0, idx, emb.to(x.dtype))  # out of place: keeps autograd simple
+        t = timesteps.clamp(0, self.cfg.max_timestep - 1)
+        x = x + self.rtg_embed(returns_to_go.unsqueeze(-1).to(x.dtype)) + self.timestep_embed(t) + self.task_embed(task)[:, None]
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)  # (B, K, C)
+
+    def action_distribution(self, task_index: int, hidden: torch.Tensor) -> SquashedGaussian | CategoricalHead:
+        """The distribution of a_t given hidden (N, C) at step t, for task `task_index`."""
+        out = self.heads[str(task_index)](hidden).float()  # distributions in float32 even under bf16 autocast
+        if not self.tasks[task_index].continuous:
+            return CategoricalHead(out)
+        mean, log_std = out.chunk(2, dim=-1)  # (N, A) each
+        # Squash log std smoothly into [min, max] rather than clamping it (ODT), so it keeps a gradient.
+        lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
+        log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1.0)
+        return SquashedGaussian(mean, log_std)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, task_index: int | None = None) -> float:
+        """Forward FLOPs for one token: 2 per multiply-add of the dense layers a token of
+        that task passes through (embedding lookups are free), its conv encoder if any,
+        and the attention term 2 * n_layers * K * C (scores and weighted sum, Kaplan et al.).
+        Without a task, the most expensive task is counted.
+        """
+        if task_index is None:
+            return max(self.flops_per_token(i) for i in range(len(self.tasks)))
+        cfg, task = self.cfg, self.tasks[task_index]
+        dense = sum(p.numel() for p in self.blocks.parameters()) + sum(p.numel() for p in self.rtg_embed.parameters())
+        key = str(task_index)
+        dense += sum(p.numel() for p in self.heads[key].parameters())
+        if task.continuous:
+            dense += sum(p.numel() for p in self.action_encoders[key].parameters())
+        flops = 2.0 * dense + 2.0 * cfg.n_layers * cfg.context_len * cfg.embed_dim
+        obs = task.observation
+        if isinstance(obs, Box) and obs.is_image:
+            flops += self.image_encoder.conv_flops(obs.shape[0], obs.shape[1])
+            flops += 2.0 * sum(p.numel() for p in self.image_encoder.proj.parameters())
+        elif isinstance(obs, Box):
+            flops += 2.0 * sum(p.numel() for p in self.obs_encoders[key].parameters())
+        return flops
+
+
+def batch_to_tensors(batch, device: torch.device | str, pin_memory: bool | None = None) -> dict:
+    """Move a `Batch` to `device` as the dict `odt_loss` and `DecisionTransformer.forward` take.
+
+    On CUDA the host arrays are pinned and copied asynchronously, so the copy overlaps
+    with whatever the device is still doing.
+    """
+    device = torch.device(device)
+    pin = device.type == "cuda" if pin_memory is None else pin_memory
+
+    def move(a) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if pin:
+            t = t.pin_memory()
+        return t.to(device, non_blocking=pin)
+
+    return {
+        "task": move(batch.task),
+        "observations": {i: move(o) for i, o in batch.observations.items()},
+        "actions": {i: move(a) for i, a in batch.actions.items()},
+        "returns_to_go": move(batch.returns_to_go),
+        "timesteps": move(batch.timesteps),
+        "mask": move(batch.mask),
+        "rows": {i: move(batch.rows(i)) for i in batch.observations},
+    }

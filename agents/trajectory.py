@@ -1,0 +1,163 @@
+"""Episodes, returns-to-go, sub-trajectory sampling and batches (numpy only).
+
+An `Episode` is the unit every producer emits and the replay store keeps. A `Batch` is
+what the learner trains on: rows of length-K windows, grouped by task for the
+per-task observation and action arrays (shapes differ between tasks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from agents.spaces import Box, TaskInfo
+
+
+@dataclass
+class Episode:
+    """One whole episode of one task, with its provenance.
+
+    `source` records where it came from: {"kind": "scripted"|"filtered"|"rl"|"dataset"|
+    "human"|"explore"|"eval", "policy": <policy id>, "seed": <env seed>, ...}.
+    """
+
+    task: str
+    observations: np.ndarray  # (T, *obs_shape) float32 vectors, uint8 images, int64 discrete
+    actions: np.ndarray  # (T, A) float32 in [-1, 1], or (T,) int64
+    rewards: np.ndarray  # (T,) float32
+    terminated: bool  # ended in a terminal state (False: truncated by a time limit)
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        T = len(self.rewards)
+        if T == 0:
+            raise ValueError(f"episode of task {self.task!r} is empty")
+        if len(self.observations) != T or len(self.actions) != T:
+            raise ValueError(
+                f"episode of task {self.task!r}: {len(self.observations)} observations, "
+                f"{len(self.actions)} actions, {T} rewards (must be equal)"
+            )
+
+    @property
+    def length(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def ret(self) -> float:
+        """Undiscounted return (sum of rewards)."""
+        return float(np.sum(self.rewards, dtype=np.float64))
+
+
+@dataclass
+class Batch:
+    """A training batch of B windows of K steps, rows sorted by task index.
+
+    Per-task arrays hold the rows `rows(i)` of task i, in row order; tasks absent from
+    the batch have no key.
+    """
+
+    task: np.ndarray  # (B,) int64 task index, non-decreasing
+    observations: dict[int, np.ndarray]  # task -> (B_i, K, *obs_shape)
+    actions: dict[int, np.ndarray]  # task -> (B_i, K, A) float32 or (B_i, K) int64
+    returns_to_go: np.ndarray  # (B, K) float32, already multiplied by the task's reward scale
+    timesteps: np.ndarray  # (B, K) int64, step index within the episode
+    mask: np.ndarray  # (B, K) float32, 1 for real steps, 0 for right padding
+
+    def rows(self, task_index: int) -> np.ndarray:
+        return np.flatnonzero(self.task == task_index)
+
+    @property
+    def size(self) -> int:
+        return len(self.task)
+
+
+def returns_to_go(rewards: np.ndarray, scale: float) -> np.ndarray:
+    """Undiscounted returns-to-go, scaled: rtg[t] = scale * sum_{t' >= t} rewards[t']."""
+    r = np.asarray(rewards, dtype=np.float64)  # accumulate in float64: long episodes lose precision in float32
+    if r.ndim != 1:
+        raise ValueError(f"rewards must be 1-D, got shape {r.shape}")
+    rtg = np.cumsum(r[::-1])[::-1]  # (T,)
+    return (scale * rtg).astype(np.float32)
+
+
+def sample_windows(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw `batch_size` windows: episode indices with probability proportional to length
+    (so every stored timestep is equally likely to start a window), and starts uniform in
+    [0, length) of the chosen episode.
+
+    Returns (episode_indices (B,) int64, starts (B,) int64).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.ndim != 1 or len(lengths) == 0:
+        raise ValueError(f"lengths must be a non-empty 1-D array, got shape {lengths.shape}")
+    if np.any(lengths <= 0):
+        raise ValueError(f"episode lengths must be positive, got min {lengths.min()}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    p = lengths / lengths.sum()
+    episodes = rng.choice(len(lengths), size=batch_size, p=p).astype(np.int64)  # (B,)
+    # floor(u * L) is uniform on {0, ..., L-1}; min() guards the u -> 1 rounding edge.
+    starts = np.minimum((rng.random(batch_size) * lengths[episodes]).astype(np.int64), lengths[episodes] - 1)
+    return episodes, starts
+
+
+def make_batch(
+    episodes: Sequence[Episode], starts: Sequence[int], context_len: int, tasks: Sequence[TaskInfo]
+) -> Batch:
+    """Cut window k = steps [starts[k], starts[k] + K) out of episodes[k] into a `Batch`.
+
+    Windows that run past the episode end are right-padded (mask 0, zeros elsewhere).
+    Returns-to-go are recomputed from each episode's achieved rewards (hindsight
+    relabelling) and scaled by its task's reward_scale. Rows are sorted by task index,
+    the position of the episode's task in `tasks`.
+    """
+    if len(episodes) != len(starts):
+        raise ValueError(f"{len(episodes)} episodes but {len(starts)} starts")
+    if len(episodes) == 0:
+        raise ValueError("make_batch needs at least one window")
+    if context_len < 1:
+        raise ValueError(f"context_len must be >= 1, got {context_len}")
+    K = context_len
+    index = {t.name: i for i, t in enumerate(tasks)}
+    task_of = np.empty(len(episodes), dtype=np.int64)
+    for k, ep in enumerate(episodes):
+        if ep.task not in index:
+            raise KeyError(f"unknown task {ep.task!r} (batch tasks: {sorted(index)})")
+        task_of[k] = index[ep.task]
+        if not 0 <= int(starts[k]) < ep.length:
+            raise ValueError(f"start {starts[k]} outside episode of length {ep.length} (task {ep.task!r})")
+    order = np.argsort(task_of, kind="stable")  # (B,) rows sorted by task, ties keep input order
+    B = len(order)
+    task = task_of[order]
+    rtg = np.zeros((B, K), dtype=np.float32)
+    timesteps = np.zeros((B, K), dtype=np.int64)
+    mask = np.zeros((B, K), dtype=np.float32)
+    observations: dict[int, np.ndarray] = {}
+    actions: dict[int, np.ndarray] = {}
+    # Per-task buffers, allocated once with the first window's dtypes and filled row by row.
+    row_in_task = np.zeros(B, dtype=np.int64)
+    for i in np.unique(task):
+        rows = np.flatnonzero(task == i)
+        row_in_task[rows] = np.arange(len(rows))
+        first = episodes[order[rows[0]]]
+        info = tasks[i]
+        obs_shape = info.observation.shape if isinstance(info.observation, Box) else ()
+        observations[int(i)] = np.zeros((len(rows), K, *obs_shape), dtype=first.observations.dtype)
+        act_shape = (info.action.dim,) if info.continuous else ()
+        actions[int(i)] = np.zeros((len(rows), K, *act_shape), dtype=np.float32 if info.continuous else np.int64)
+    for b in range(B):
+        ep = episodes[order[b]]
+        s = int(starts[order[b]])
+        e = min(s + K, ep.length)
+        n = e - s
+        i = int(task[b])
+        r = row_in_task[b]
+        observations[i][r, :n] = ep.observations[s:e]
+        actions[i][r, :n] = ep.actions[s:e]
+        rtg[b, :n] = returns_to_go(ep.rewards[s:], tasks[i].reward_scale)[:n]
+        timesteps[b, :n] = np.arange(s, e)
+        mask[b, :n] = 1.0
+    return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, timesteps=timesteps, mask=mask)
