@@ -1,0 +1,178 @@
+"""Expert sources: producers of whole, provenance-tagged episodes for one task.
+
+    expert = make_expert(get_task("CartPole-v1"), "scripted")
+    for ep in expert.episodes(10, seed=0):   # episode j uses env seed 0 + j
+        store.add(ep)
+    charge(expert.env_steps)                 # every env step it consumed
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import gymnasium as gym
+import numpy as np
+
+from agents.trajectory import Episode
+from envs.spec import TaskSpec
+
+# controller(obs, env) -> action in the wrapped env's units ([-1, 1] for Box actions).
+# It may read the simulator through `env.unwrapped` (oracle state is allowed for experts).
+# An optional `reset()` method is called before every episode (for stateful controllers).
+Controller = Callable[[Any, gym.Env], Any]
+
+
+class ExpertSource:
+    """Base class of expert sources.
+
+    kind: "scripted", "filtered", "rl", "dataset", "human", ...
+    policy_id: names the policy (or data set) within its kind, recorded in provenance.
+    spec: the task.
+    env_steps: env steps consumed so far by this source (all attempts, kept or not), so
+        the cost of producing experts can be charged. Sources reading stored data add 0.
+    """
+
+    def __init__(self, spec: TaskSpec, kind: str, policy_id: str):
+        self.spec = spec
+        self.kind = kind
+        self.policy_id = policy_id
+        self.env_steps = 0
+
+    def episodes(self, n: int, seed: int) -> Iterator[Episode]:
+        """Yield n whole episodes tagged source={"kind", "policy", "seed"}."""
+        raise NotImplementedError
+
+    def _source(self, env_seed: int) -> dict:
+        return {"kind": self.kind, "policy": self.policy_id, "seed": int(env_seed)}
+
+
+def run_episode(env: gym.Env, controller: Controller, env_seed: int) -> tuple[list, list, list, bool]:
+    """Roll `controller` for one whole episode from reset(seed=env_seed).
+
+    The action space is seeded with the same seed, so controllers that sample it (random
+    ones) are deterministic too. Returns (observations, actions, rewards, terminated).
+    """
+    obs, _ = env.reset(seed=int(env_seed))
+    env.action_space.seed(int(env_seed))
+    if hasattr(controller, "reset"):
+        controller.reset()
+    observations, actions, rewards = [], [], []
+    while True:
+        action = controller(obs, env)
+        if isinstance(env.action_space, gym.spaces.Box):
+            action = np.clip(np.asarray(action, dtype=np.float32).reshape(env.action_space.shape), -1.0, 1.0)
+        else:
+            action = int(action)
+        observations.append(obs)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(float(reward))
+        if terminated or truncated:
+            return observations, actions, rewards, bool(terminated)
+
+
+def to_episode(task: str, observations: list, actions: list, rewards: list, terminated: bool, source: dict) -> Episode:
+    """Stack per-step lists into an Episode with the agent-side dtypes."""
+    obs = np.stack([np.asarray(o) for o in observations])
+    if obs.dtype not in (np.float32, np.uint8):
+        obs = obs.astype(np.int64 if np.issubdtype(obs.dtype, np.integer) else np.float32)
+    if isinstance(actions[0], np.ndarray):
+        acts = np.stack(actions).astype(np.float32)  # (T, A)
+    else:
+        acts = np.asarray(actions, dtype=np.int64)  # (T,)
+    return Episode(
+        task=task,
+        observations=obs,
+        actions=acts,
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminated=terminated,
+        source=source,
+    )
+
+
+def random_controller(obs: Any, env: gym.Env) -> Any:
+    """Uniform random actions from the (seeded) action space."""
+    return env.action_space.sample()
+
+
+class PolicyExpert(ExpertSource):
+    """Rolls a controller: hand-engineered controllers now, trained RL policies later."""
+
+    def __init__(self, spec: TaskSpec, controller: Controller, kind: str, policy_id: str):
+        super().__init__(spec, kind, policy_id)
+        self.controller = controller
+
+    def episodes(self, n: int, seed: int) -> Iterator[Episode]:
+        env = self.spec.make_env()
+        try:
+            for j in range(n):
+                obs, acts, rews, term = run_episode(env, self.controller, seed + j)
+                self.env_steps += len(rews)
+                yield to_episode(self.spec.name, obs, acts, rews, term, self._source(seed + j))
+        finally:
+            env.close()
+
+
+class FilteredExpert(ExpertSource):
+    """Many cheap attempts, keep the best: imitation data without any expert policy.
+
+    Attempts run in pools of `pool_size`; attempt i of a call uses env seed `seed + i`. From
+    each pool the top `max(1, round(keep_fraction * pool_size))` episodes by return are
+    yielded (best first) until n are out. Only the kept episodes of a pool are held in
+    memory. `env_steps` counts every attempt, kept or not.
+    """
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        keep_fraction: float = 0.1,
+        pool_size: int = 20,
+        controller: Controller | None = None,
+        policy_id: str | None = None,
+    ):
+        if not 0.0 < keep_fraction <= 1.0:
+            raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        base = "uniform-random" if controller is None else getattr(controller, "__name__", type(controller).__name__)
+        super().__init__(spec, "filtered", policy_id or f"{base}-top{keep_fraction:g}-of-{pool_size}")
+        self.keep_fraction = keep_fraction
+        self.pool_size = pool_size
+        self.controller = controller or random_controller
+        self.keep_per_pool = max(1, round(keep_fraction * pool_size))
+
+    def episodes(self, n: int, seed: int) -> Iterator[Episode]:
+        env = self.spec.make_env()
+        attempt = 0
+        yielded = 0
+        try:
+            while yielded < n:
+                kept: list[tuple[float, int, tuple]] = []  # (return, env seed, rollout), best first
+                for _ in range(self.pool_size):
+                    s = seed + attempt
+                    attempt += 1
+                    rollout = run_episode(env, self.controller, s)
+                    self.env_steps += len(rollout[2])
+                    ret = float(np.sum(rollout[2]))
+                    kept.append((ret, s, rollout))
+                    # Ties go to the earlier attempt, so the choice is deterministic.
+                    kept.sort(key=lambda k: (-k[0], k[1]))
+                    del kept[self.keep_per_pool :]
+                for ret, s, (obs, acts, rews, term) in kept:
+                    if yielded == n:
+                        break
+                    yielded += 1
+                    yield to_episode(self.spec.name, obs, acts, rews, term, self._source(s))
+        finally:
+            env.close()
+
+
+def make_expert(spec: TaskSpec, kind: str) -> ExpertSource:
+    """The task's expert source of this kind (KeyError listing the kinds it has)."""
+    if kind not in spec.experts:
+        raise KeyError(f"task {spec.name!r} has no expert of kind {kind!r} (kinds: {', '.join(sorted(spec.experts)) or 'none'})")
+    return spec.experts[kind](spec)
+
+
+def filtered(spec: TaskSpec) -> FilteredExpert:
+    """Default filtered source for TaskSpec.experts: top 10% of uniform-random attempts."""
+    return FilteredExpert(spec)

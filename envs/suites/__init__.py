@@ -1,0 +1,1 @@
+"""Built-in task suites: classic control, MuJoCo v5, Atari (ALE)."""

@@ -1,0 +1,72 @@
+"""Atari (ALE v5) tasks: RAM-observation and pixel versions of Pong and Breakout.
+
+ALE v5 defaults are kept (sticky actions 0.25, minimal action set). Episodes are capped at
+`ATARI_MAX_STEPS` agent steps (4 emulator frames each) so that one episode costs well under
+a second of CPU and a quick run sees many episodes; reference returns are measured under the
+same cap, so normalized scores stay meaningful.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from envs.spec import TaskSpec
+
+# 2000 agent steps = 8000 frames (~2.2 minutes of play): a random agent loses a whole game of
+# Pong (-21) in ~800 steps, and a good player scores many points in Breakout, well inside it.
+ATARI_MAX_STEPS = 2000
+
+
+def ram_to_float(env: gym.Env) -> gym.Env:
+    """uint8 RAM (128,) -> float32 in [0, 1]."""
+    space = gym.spaces.Box(0.0, 1.0, env.observation_space.shape, np.float32)
+    return gym.wrappers.TransformObservation(env, lambda o: o.astype(np.float32) / 255.0, space)
+
+
+def pixels_84x84x4(env: gym.Env) -> gym.Env:
+    """84x84 gray frames (frame skip 4, max-pooled), stacked 4 deep, as uint8 (H, W, C)."""
+    env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True, noop_max=30)
+    env = gym.wrappers.FrameStackObservation(env, 4)  # (4, 84, 84)
+    space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+    return gym.wrappers.TransformObservation(env, lambda o: np.ascontiguousarray(np.moveaxis(np.asarray(o), 0, -1)), space)
+
+
+def tasks() -> list[TaskSpec]:
+    import ale_py
+
+    gym.register_envs(ale_py)
+    from envs.experts import scripted
+    from envs.experts.base import filtered
+
+    out = []
+    # Measured with `python -m envs.measure_references` (20 episodes, seeds 0..19).
+    refs = {
+        "Pong": dict(random_return=-20.3, expert_return=20.0, reward_scale=0.1, eval_target=21.0, explore_target=21.0),
+        "Breakout": dict(random_return=1.4, expert_return=40.0, reward_scale=0.1, eval_target=40.0, explore_target=80.0),
+    }
+    for game, ref in refs.items():
+        experts = {"scripted": scripted.FACTORIES[game], "filtered": filtered}
+        out.append(
+            TaskSpec(
+                name=f"ALE/{game}-ram-v5",
+                env=f"ALE/{game}-ram-v5",
+                suite="atari",
+                max_episode_steps=ATARI_MAX_STEPS,
+                preprocess=ram_to_float,
+                experts=dict(experts),
+                **ref,
+            )
+        )
+        out.append(
+            TaskSpec(
+                name=f"ALE/{game}-v5",
+                env=f"ALE/{game}-v5",
+                suite="atari",
+                max_episode_steps=ATARI_MAX_STEPS,
+                env_kwargs={"frameskip": 1},  # AtariPreprocessing skips frames itself
+                preprocess=pixels_84x84x4,
+                experts=dict(experts),
+                **ref,
+            )
+        )
+    return out
