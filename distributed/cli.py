@@ -1,0 +1,240 @@
+"""The `frontier` command line.
+
+Every command checks its input (task names, config keys and values, files) before any
+work starts; a problem is one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad user input: printed as one line, exit status 2."""
+
+
+def _fail(msg: str) -> None:
+    raise UsageError(msg)
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+
+def cmd_tasks(args) -> int:
+    from envs.registry import all_tasks, plugin_errors
+
+    rows = []
+    for name, spec in sorted(all_tasks().items()):
+        info = spec.info()
+        rows.append({
+            "name": name,
+            "suite": spec.suite,
+            "observation": str(info.observation),
+            "action": str(info.action),
+            "experts": sorted(spec.experts),
+            "random_return": spec.random_return,
+            "expert_return": spec.expert_return,
+            "max_episode_steps": spec.max_episode_steps,
+        })
+    errors = plugin_errors()
+    if args.json:
+        print(json.dumps({"tasks": rows, "plugin_errors": errors}, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="frontier tasks")
+        for col in ("task", "suite", "observation", "action", "experts", "random", "expert"):
+            table.add_column(col, justify="right" if col in ("random", "expert") else "left")
+        fmt = lambda v: "measure" if v is None else f"{v:.1f}"  # noqa: E731
+        for r in rows:
+            table.add_row(r["name"], r["suite"], r["observation"], r["action"], ", ".join(r["experts"]) or "-",
+                          fmt(r["random_return"]), fmt(r["expert_return"]))
+        console = Console()
+        console.print(table)
+        for plugin, err in errors.items():
+            console.print(f"[red]plugin {plugin!r} failed to load: {err}[/red]", highlight=False)
+    return 0
+
+
+# -- train -------------------------------------------------------------------------------
+
+
+def _load_config(args):
+    from distributed import config as config_mod
+    from envs.registry import get_task
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            _fail(f"--resume {run_dir}: not a run directory (no config.yaml)")
+        if args.config:
+            _fail("give either CONFIG or --resume RUN_DIR, not both")
+        cfg = config_mod.load(run_dir / "config.yaml", args.set or [])
+    else:
+        if not args.config:
+            _fail("train needs a CONFIG file (or --resume RUN_DIR)")
+        cfg = config_mod.load(args.config, args.set or [])
+        run_dir = Path(args.out) if args.out else Path("runs") / (
+            Path(args.config).stem + "-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
+        if (run_dir / "config.yaml").exists():
+            _fail(f"--out {run_dir} already holds a run; use --resume {run_dir} to continue it")
+    for name in cfg.tasks:
+        try:
+            get_task(name)
+        except KeyError as e:
+            _fail(e.args[0])
+    return cfg, run_dir
+
+
+def cmd_train(args) -> int:
+    try:
+        cfg, run_dir = _load_config(args)
+    except ValueError as e:
+        _fail(str(e))
+    if args.serial and args.address:
+        _fail("--serial runs in one process without Ray; it cannot take --address")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
+    if args.serial:
+        from distributed.driver import SerialRunner
+
+        runner = SerialRunner(cfg, run_dir, resume=bool(args.resume))
+    else:
+        from distributed.ray_driver import RayRunner
+
+        runner = RayRunner(cfg, run_dir, resume=bool(args.resume), address=args.address or os.environ.get("RAY_ADDRESS"))
+    summary = runner.run()
+    _print_summary(summary)
+    return 0 if summary["status"] == "finished" else 1
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"status {summary['status']}  updates {summary['learner_updates']}  env steps {summary['env_steps']}  "
+          f"wall {summary['wall_s']:.0f}s")
+    for task, t in summary["tasks"].items():
+        print(f"  {task:28s} return {t['eval_return_mean']:9.1f} ± {t['eval_return_std']:7.1f}  "
+              f"normalized {t['normalized_score']:.2f}")
+
+
+# -- eval --------------------------------------------------------------------------------
+
+
+def cmd_eval(args) -> int:
+    from distributed import config as config_mod
+
+    run_dir = Path(args.run_dir)
+    weights = run_dir / "model.safetensors"
+    if not (run_dir / "config.yaml").is_file():
+        _fail(f"{run_dir}: not a run directory (no config.yaml)")
+    if not weights.is_file():
+        from distributed.driver import latest_checkpoint
+
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            _fail(f"{run_dir}: no model.safetensors and no checkpoint to evaluate")
+        weights = ckpt / "model.safetensors"
+    try:
+        cfg = config_mod.load(run_dir / "config.yaml")
+    except ValueError as e:
+        _fail(str(e))
+    tasks = args.tasks or cfg.tasks
+    unknown = [t for t in tasks if t not in cfg.tasks]
+    if unknown:
+        _fail(f"task {unknown[0]!r} is not one the run trained on ({', '.join(cfg.tasks)})")
+    if args.episodes <= 0:
+        _fail(f"--episodes must be > 0, got {args.episodes}")
+
+    from safetensors import SafetensorsError
+    from safetensors.torch import load_file
+
+    from distributed.monitor import normalized_score
+    from distributed.rollout import RolloutWorker
+    from envs.references import reference_returns
+    from envs.registry import get_task
+
+    try:
+        state = load_file(str(weights))
+    except (SafetensorsError, OSError) as e:
+        _fail(f"cannot read weights {weights}: {e}")
+    worker = RolloutWorker(tasks, cfg.tasks, cfg.model, "eval", max(len(tasks), cfg.rollout.envs_per_worker),
+                           args.seed, 0)
+    worker.set_weights(0, state)
+    returns: dict[str, list[float]] = {}
+    for ep in worker.evaluate(args.episodes):
+        returns.setdefault(ep.task, []).append(ep.ret)
+    import numpy as np
+
+    out = {}
+    for task in tasks:
+        r = returns[task]
+        rnd, exp = reference_returns(get_task(task))
+        out[task] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)), "episodes": len(r),
+                     "normalized_score": normalized_score(float(np.mean(r)), rnd, exp)}
+        print(f"{task:28s} return {out[task]['return_mean']:9.1f} ± {out[task]['return_std']:7.1f}  "
+              f"normalized {out[task]['normalized_score']:.2f}  ({len(r)} episodes, seed {args.seed})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+# -- entry point -------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="frontier",
+        description="Train one Decision-Transformer agent on many control tasks (Ray actors, online fine-tuning), "
+                    "and measure it against specialists.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("tasks", help="list built-in and plugin tasks",
+                       description="List every task frontier can train on (built-in suites and installed plugins), "
+                                   "with spaces, expert sources and reference returns. Broken plugins are reported.")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.set_defaults(func=cmd_tasks)
+
+    tr = sub.add_parser(
+        "train", help="train the multi-task agent",
+        description="Collect expert episodes, pretrain offline, fine-tune online (ODT), evaluate. Writes a run "
+                    "directory (config.yaml, tb/, checkpoints/, replay/, summary.json).")
+    tr.add_argument("config", nargs="?", help="YAML run config, e.g. configs/quick.yaml")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key, e.g. --set train.batch_size=64 (repeatable; value parsed as YAML)")
+    tr.add_argument("--out", help="run directory (default runs/<config>-<time>)")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run from its last checkpoint")
+    tr.add_argument("--address", help="Ray cluster to attach to ('auto' or host:port; default: RAY_ADDRESS, "
+                                      "else an embedded local Ray)")
+    tr.add_argument("--serial", action="store_true", help="run everything in this process, without Ray")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a trained run's model",
+                        description="Run deterministic evaluation episodes with a run's final model (or latest "
+                                    "checkpoint) and print returns and normalized scores.")
+    ev.add_argument("run_dir", help="a run directory written by 'frontier train'")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
+    ev.add_argument("--tasks", nargs="+", help="evaluate only these tasks of the run")
+    ev.add_argument("--seed", type=int, default=12345, help="environment seed base (default 12345)")
+    ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ev.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"frontier {args.command}: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

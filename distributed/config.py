@@ -1,0 +1,244 @@
+"""Run configuration: dataclasses with a docstring per field, YAML loading, `--set` overrides.
+
+Every key is checked before any work starts: an unknown key or a value of the wrong type
+raises `ValueError` naming the key, so the CLI can print one line and exit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.learner import LearnerConfig
+from agents.model import ModelConfig
+
+
+@dataclass
+class ExpertConfig:
+    source: str = "scripted"
+    """Default expert source kind for every task ("scripted", "filtered", ...)."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """Per-task override of the source kind: {task name: kind}."""
+    episodes: int = 20
+    """Expert episodes collected per task before offline pretraining."""
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 100_000
+    """Timesteps kept per task (offline and online together)."""
+    offline_share: float = 0.5
+    """Share of each task's capacity reserved for expert/offline episodes (the best by return are kept)."""
+    task_weights: dict[str, float] = field(default_factory=dict)
+    """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    """Windows of `model.context_len` steps per update."""
+    pretrain_updates: int = 2000
+    """Offline updates on expert data before any online rollout."""
+    online_updates: int = 2000
+    """Updates during online fine-tuning (exploration rollouts interleaved)."""
+    updates_per_round: int = 100
+    """Serial runner: updates between two exploration rounds."""
+    explore_steps_per_round: int = 2000
+    """Serial runner: env steps of exploration collected per round (whole episodes are kept)."""
+    eval_every: int = 1000
+    """Evaluate every this many learner updates (and at the end)."""
+    eval_episodes: int = 5
+    """Evaluation episodes per task at each evaluation."""
+    final_eval_episodes: int = 20
+    """Evaluation episodes per task at the end of the run; these give summary.json's scores."""
+    max_wall_s: float = 0.0
+    """Stop online fine-tuning after this many seconds of wall time (0: no limit)."""
+
+
+@dataclass
+class RolloutConfig:
+    envs_per_worker: int = 8
+    """Environments stepped together (one batched policy forward per step) by each rollout worker."""
+    explore_workers: int = 1
+    """Rollout workers in exploration mode (Ray runs)."""
+    eval_workers: int = 1
+    """Rollout workers in evaluation mode (Ray runs)."""
+    weights_every: int = 50
+    """The learner publishes weights every this many updates."""
+
+
+@dataclass
+class RunConfig:
+    tasks: list[str] = field(default_factory=lambda: ["CartPole-v1"])
+    """Task names (see `frontier tasks`)."""
+    seed: int = 0
+    """Seed of everything: model init, sampling, environment seeds."""
+    experts: ExpertConfig = field(default_factory=ExpertConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    checkpoint_every: int = 1000
+    """Write a checkpoint every this many learner updates (and at the end)."""
+    summary_every_s: float = 10.0
+    """Rewrite summary.json at least this often (seconds)."""
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting ints to floats; raise ValueError naming `key`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"config key '{key}' must be a mapping, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin in (list, tuple):
+        (item_tp, *_) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ValueError(f"config key '{key}' must be a list, got {value!r}")
+        return [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        k_tp, v_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ValueError(f"config key '{key}' must be a mapping, got {value!r}")
+        return {_convert(k, k_tp, key): _convert(v, v_tp, f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key)
+            except ValueError:
+                pass
+        raise ValueError(f"config key '{key}' has invalid value {value!r} (expected {tp})")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"unsupported config annotation {tp} for '{key}'")
+    name = getattr(tp, "__name__", str(tp))
+    raise ValueError(f"config key '{key}' must be {name}, got {value!r}")
+
+
+def _build(cls: type, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            raise ValueError(f"unknown config key '{prefix}{k}' (valid: {', '.join(sorted(names))})")
+    kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"invalid config section '{prefix.rstrip('.') or 'root'}': {e}") from None
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"config key '{dotted}': '{p}' is not a section")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.batch_size=64' -> ('train.batch_size', 64); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {text!r} must look like key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ValueError(f"override {text!r}: value is not valid YAML") from None
+    return key.strip(), value
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict, overrides: list[str] = ()) -> RunConfig:
+    data = dict(data)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(data, key, value)
+    cfg = _build(RunConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config, apply `key=value` overrides, check every key and value."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping at the top level")
+    return from_dict(data, overrides)
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def validate(cfg: RunConfig) -> None:
+    """Value checks beyond types; task names are checked against the registry by the caller."""
+    if not cfg.tasks:
+        raise ValueError("config key 'tasks' must name at least one task")
+    if len(set(cfg.tasks)) != len(cfg.tasks):
+        raise ValueError(f"config key 'tasks' lists a task twice: {cfg.tasks}")
+    positive = {
+        "experts.episodes": cfg.experts.episodes,
+        "replay.capacity": cfg.replay.capacity,
+        "train.batch_size": cfg.train.batch_size,
+        "train.updates_per_round": cfg.train.updates_per_round,
+        "train.explore_steps_per_round": cfg.train.explore_steps_per_round,
+        "train.eval_every": cfg.train.eval_every,
+        "train.eval_episodes": cfg.train.eval_episodes,
+        "train.final_eval_episodes": cfg.train.final_eval_episodes,
+        "rollout.envs_per_worker": cfg.rollout.envs_per_worker,
+        "rollout.explore_workers": cfg.rollout.explore_workers,
+        "rollout.eval_workers": cfg.rollout.eval_workers,
+        "rollout.weights_every": cfg.rollout.weights_every,
+        "checkpoint_every": cfg.checkpoint_every,
+        "model.context_len": cfg.model.context_len,
+    }
+    for key, v in positive.items():
+        if v <= 0:
+            raise ValueError(f"config key '{key}' must be > 0, got {v}")
+    for key, v in {"train.pretrain_updates": cfg.train.pretrain_updates,
+                   "train.online_updates": cfg.train.online_updates,
+                   "train.max_wall_s": cfg.train.max_wall_s}.items():
+        if v < 0:
+            raise ValueError(f"config key '{key}' must be >= 0, got {v}")
+    if not 0.0 <= cfg.replay.offline_share <= 1.0:
+        raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {cfg.replay.offline_share}")
+    for task, w in cfg.replay.task_weights.items():
+        if task not in cfg.tasks:
+            raise ValueError(f"config key 'replay.task_weights.{task}': task not in 'tasks'")
+        if w < 0:
+            raise ValueError(f"config key 'replay.task_weights.{task}' must be >= 0, got {w}")
+    for task in cfg.experts.sources:
+        if task not in cfg.tasks:
+            raise ValueError(f"config key 'experts.sources.{task}': task not in 'tasks'")

@@ -1,0 +1,299 @@
+"""The training run: expert collection, offline pretraining, online fine-tuning (ODT), evaluation,
+checkpoints, TensorBoard and summary.json.
+
+`SerialRunner` wires the same components the Ray system turns into actors
+(RolloutWorker, ReplayStore, Learner) in one process, for debugging and tests.
+
+Run directory:
+  config.yaml        the resolved config
+  tb/                TensorBoard events
+  checkpoints/       ckpt-<updates>/ (model.safetensors, learner_state.pt, run_state.json)
+  replay/            persisted episodes (see distributed/replay.py)
+  summary.json       rewritten periodically and at the end
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.learner import Learner
+from distributed import config as config_mod
+from distributed.config import RunConfig
+from distributed.monitor import Monitor, write_json_atomic
+from distributed.replay import ReplayStore
+from distributed.rollout import RolloutWorker, collect_expert
+from envs.references import reference_returns
+from envs.registry import get_task
+
+KEEP_CHECKPOINTS = 3
+
+
+def resolve_tasks(names: list[str]):
+    """TaskSpecs for `names`; KeyError naming an unknown task."""
+    return [get_task(n) for n in names]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*"))
+    return ckpts[-1] if ckpts else None
+
+
+def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
+    obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
+    return obs.mean(0), obs.std(0) + 1e-6
+
+
+class RunState:
+    """Counters a run accumulates; saved with each checkpoint and restored by --resume."""
+
+    def __init__(self):
+        self.updates = 0
+        self.env_steps_by_source: dict[str, int] = {}
+        self.actor_cpu_s = 0.0
+        self.learner_device_s = 0.0
+        self.learner_flops = 0.0
+        self.trained_timesteps = 0
+        self.wall_s = 0.0
+        self.experts_done = False
+        self.episodes_dropped = 0
+        self.actor_restarts = 0
+
+    @property
+    def env_steps(self) -> int:
+        return sum(self.env_steps_by_source.values())
+
+    def add_steps(self, source: str, n: int) -> None:
+        self.env_steps_by_source[source] = self.env_steps_by_source.get(source, 0) + int(n)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        s = cls()
+        s.__dict__.update(d)
+        return s
+
+
+class Runner:
+    """What every runner shares: the run directory, counters, checkpoints, monitoring, summary.json.
+
+    Subclasses provide the learner (`save_learner(dir)`), and the loop (`run`).
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.specs = resolve_tasks(cfg.tasks)
+        self.infos = [s.info() for s in self.specs]
+        self.state = RunState()
+        self.resume_from = latest_checkpoint(self.run_dir) if resume else None
+        if self.resume_from is not None:
+            self.state = RunState.from_dict(json.loads((self.resume_from / "run_state.json").read_text()))
+        if not resume:
+            config_mod.save(cfg, self.run_dir / "config.yaml")
+        self.references = {s.name: reference_returns(s) for s in self.specs}
+        self.monitor = Monitor(self.run_dir, self.references, purge_step=self.state.env_steps if resume else None,
+                               live=live)
+        self._t0 = time.monotonic() - self.state.wall_s
+        self._last_summary = 0.0
+
+    @property
+    def planned_updates(self) -> int:
+        return self.cfg.train.pretrain_updates + self.cfg.train.online_updates
+
+    @property
+    def wall_s(self) -> float:
+        return time.monotonic() - self._t0
+
+    def save_learner(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    def checkpoint(self) -> Path:
+        """Write ckpt-<updates>/ atomically (temporary directory, then rename); keep the last few."""
+        self.state.wall_s = self.wall_s
+        root = self.run_dir / "checkpoints"
+        final = root / f"ckpt-{self.state.updates:08d}"
+        tmp = root / f".tmp-{self.state.updates:08d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.save_learner(tmp)
+        write_json_atomic(tmp / "run_state.json", self.state.to_dict())
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in sorted(root.glob("ckpt-*"))[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _rates(self) -> dict[str, float]:
+        wall = max(self.wall_s, 1e-9)
+        s = self.state
+        return {
+            "env_steps_per_s": s.env_steps / wall,
+            "updates_per_s": s.updates / wall,
+            "trained_timesteps_per_s": s.trained_timesteps / wall,
+            "learner_utilization": s.learner_device_s / wall,
+        }
+
+    def write_summary(self, status: str, **extra) -> dict:
+        s = self.state
+        s.wall_s = self.wall_s
+        self.monitor.throughput(self._rates(), s.env_steps)
+        compute = {"learner_device_s": s.learner_device_s, "learner_flops": s.learner_flops,
+                   "actor_cpu_s": s.actor_cpu_s, "env_steps_by_source": dict(s.env_steps_by_source)}
+        faults = {"actor_restarts": s.actor_restarts, "episodes_dropped": s.episodes_dropped}
+        data = self.monitor.summary(status, s.env_steps, s.updates, s.wall_s, compute, faults)
+        if extra:
+            data.update(extra)
+            write_json_atomic(self.run_dir / "summary.json", data)
+        self._last_summary = time.monotonic()
+        return data
+
+    def record_episodes(self, episodes, kind: str) -> None:
+        """Log the returns of evaluation ("eval") or exploration ("explore") episodes."""
+        returns: dict[str, list[float]] = {}
+        for e in episodes:
+            returns.setdefault(e.task, []).append(e.ret)
+        log = self.monitor.evaluation if kind == "eval" else self.monitor.exploration
+        for task, r in returns.items():
+            log(task, r, self.state.env_steps)
+
+    def account(self, before: dict, after: dict, source: str) -> None:
+        """Charge a rollout worker's counters (env steps, CPU, dropped episodes) between two readings."""
+        self.state.add_steps(source, after["env_steps"] - before["env_steps"])
+        self.state.actor_cpu_s += after["cpu_s"] - before["cpu_s"]
+        self.state.episodes_dropped += after["episodes_dropped"] - before["episodes_dropped"]
+
+    def account_update(self, metrics: dict[str, float], trained_timesteps: int) -> None:
+        s = self.state
+        s.learner_device_s += metrics["learner/update_s"]
+        s.learner_flops += metrics["learner/flops"]
+        s.trained_timesteps += trained_timesteps
+
+    def finish(self, loop) -> dict:
+        """Run `loop()`, then the final summary; Ctrl-C checkpoints and records the stop."""
+        try:
+            loop()
+            self.checkpoint()
+            return self.write_summary("finished")
+        except KeyboardInterrupt:
+            self.checkpoint()
+            return self.write_summary("failed", stop_reason="interrupted")
+        except Exception as e:
+            self.write_summary("failed", stop_reason=f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self.monitor.close()
+
+
+class SerialRunner(Runner):
+    """One process, no Ray: the same RolloutWorker, ReplayStore and Learner, called in turn."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None):
+        super().__init__(cfg, run_dir, resume, live)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.learner = Learner(cfg.model, self.infos, cfg.learner, seed=cfg.seed)
+        self.replay = ReplayStore(self.infos, cfg.replay.capacity, cfg.replay.offline_share, cfg.model.context_len,
+                                  cfg.replay.task_weights, self.run_dir / "replay", seed=cfg.seed)
+        if resume:
+            restored = self.replay.restore()
+            # Expert data acknowledged before a crash is in replay/: never collect it twice.
+            self.state.experts_done |= any(v["offline_timesteps"] for v in self.replay.stats().values())
+            if self.resume_from is not None:
+                self.learner.load(self.resume_from)
+            print(f"resumed {self.run_dir}: {self.state.updates} updates, {restored} episodes restored", flush=True)
+        n = len(self.specs)
+        per_worker = max(1, math.ceil(cfg.rollout.envs_per_worker / n)) * n
+        self.explorer = RolloutWorker(cfg.tasks, cfg.tasks, cfg.model, "explore", per_worker, cfg.seed, 0)
+        self.evaluator = RolloutWorker(cfg.tasks, cfg.tasks, cfg.model, "eval", per_worker, cfg.seed, 1)
+
+    def save_learner(self, directory: Path) -> None:
+        self.learner.save(directory)
+
+    def _tick(self, phase: str) -> None:
+        self.monitor.status(phase, self.state.updates, self.planned_updates, self.state.env_steps, self.wall_s)
+        if time.monotonic() - self._last_summary > self.cfg.summary_every_s:
+            self.monitor.replay(self.replay.stats(), self.state.env_steps)
+            self.write_summary("running")
+
+    # -- the pieces ----------------------------------------------------------------------
+
+    def collect_experts(self) -> None:
+        cfg = self.cfg
+        for i, spec in enumerate(self.specs):
+            kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
+            eps, steps, cpu = collect_expert(spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
+            self.replay.add(eps, offline=True)
+            self.state.add_steps(kind, steps)
+            self.state.actor_cpu_s += cpu
+            self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
+        self.state.experts_done = True
+
+    def set_observation_stats(self) -> None:
+        for i, info in enumerate(self.infos):
+            if not getattr(info.observation, "is_image", True) and hasattr(info.observation, "shape"):
+                mean, std = observation_stats(self.replay.episodes(info.name))
+                self.learner.model.set_observation_stats(i, mean, std)
+
+    def update(self) -> None:
+        batch = self.replay.sample(self.cfg.train.batch_size)
+        metrics = self.learner.step(batch)
+        s = self.state
+        s.updates = self.learner.updates
+        self.account_update(metrics, int(batch.mask.sum()))
+        if s.updates % 50 == 0:
+            self.monitor.scalars(metrics, s.env_steps)
+        if s.updates % self.cfg.train.eval_every == 0:
+            self.evaluate(self.cfg.train.eval_episodes)
+        if s.updates % self.cfg.checkpoint_every == 0:
+            self.checkpoint()
+
+    def evaluate(self, episodes: int) -> None:
+        ev = self.evaluator
+        ev.set_weights(self.state.updates, self.learner.weights())
+        before = ev.counters()
+        eps = ev.evaluate(episodes)
+        self.account(before, ev.counters(), "eval")
+        self.record_episodes(eps, "eval")
+
+    def explore(self) -> None:
+        ex = self.explorer
+        ex.set_weights(self.state.updates, self.learner.weights())
+        before = ex.counters()
+        eps = ex.collect(self.cfg.train.explore_steps_per_round)
+        self.account(before, ex.counters(), "explore")
+        self.replay.add(eps)
+        self.record_episodes(eps, "explore")
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        return self.finish(self._loop)
+
+    def _loop(self) -> None:
+        cfg, s = self.cfg, self.state
+        if not s.experts_done:
+            self.collect_experts()
+        if self.resume_from is None:  # a checkpoint carries the statistics inside the model
+            self.set_observation_stats()
+        while s.updates < cfg.train.pretrain_updates:
+            self.update()
+            self._tick("pretrain")
+        while s.updates < self.planned_updates:
+            if cfg.train.max_wall_s and self.wall_s > cfg.train.max_wall_s:
+                break
+            self.explore()
+            for _ in range(min(cfg.train.updates_per_round, self.planned_updates - s.updates)):
+                self.update()
+                self._tick("online")
+        self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
+        self.evaluate(cfg.train.final_eval_episodes)
+        self.monitor.replay(self.replay.stats(), s.env_steps)
+        self.learner.export_weights(self.run_dir / "model.safetensors")

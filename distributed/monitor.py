@@ -1,0 +1,163 @@
+"""Monitoring: TensorBoard scalars, the live terminal view, and summary.json.
+
+TensorBoard tags (global step = env steps; `/` in task names becomes `_`):
+`return/<task>` (evaluation), `explore_return/<task>`, `normalized/<task>`, `loss/...`,
+`entropy/<task>`, `temperature/<task>`, `replay/<task>/timesteps`, `throughput/...`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from torch.utils.tensorboard import SummaryWriter
+
+
+def tag_name(task: str) -> str:
+    return task.replace("/", "_")
+
+
+def normalized_score(ret: float, random_return: float, expert_return: float) -> float:
+    span = expert_return - random_return
+    return (ret - random_return) / span if span != 0 else 0.0
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class Monitor:
+    """Collects a run's figures; writes them to TensorBoard, the terminal and summary.json."""
+
+    def __init__(self, run_dir: Path, references: dict[str, tuple[float, float]], purge_step: int | None = None,
+                 live: bool | None = None):
+        self.run_dir = Path(run_dir)
+        self.references = references
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        self.tasks = {t: {"eval_return_mean": None, "eval_return_std": 0.0, "eval_episodes": 0,
+                          "explore_return": None, "replay_timesteps": 0} for t in references}
+        self.phase = "starting"
+        self.progress = (0, 0)  # (updates done, updates planned)
+        self.rates: dict[str, float] = {}
+        self.console = Console(stderr=True)
+        live = sys.stderr.isatty() if live is None else live
+        self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False) if live else None
+        if self.live:
+            self.live.start()
+        self._last_line = 0.0
+
+    # -- recording -----------------------------------------------------------------------
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        for k, v in metrics.items():
+            parts = k.split("/", 1)
+            tag = f"{parts[0]}/{tag_name(parts[1])}" if len(parts) == 2 else k
+            self.writer.add_scalar(tag, v, step)
+
+    def evaluation(self, task: str, returns: list[float], step: int) -> None:
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        rnd, exp = self.references[task]
+        self.tasks[task].update(eval_return_mean=mean, eval_return_std=std, eval_episodes=len(returns))
+        self.writer.add_scalar(f"return/{tag_name(task)}", mean, step)
+        self.writer.add_scalar(f"normalized/{tag_name(task)}", normalized_score(mean, rnd, exp), step)
+
+    def exploration(self, task: str, returns: list[float], step: int) -> None:
+        mean = float(np.mean(returns))
+        self.tasks[task]["explore_return"] = mean
+        self.writer.add_scalar(f"explore_return/{tag_name(task)}", mean, step)
+
+    def replay(self, stats: dict[str, dict], step: int) -> None:
+        for task, s in stats.items():
+            self.tasks[task]["replay_timesteps"] = s["timesteps"]
+            self.writer.add_scalar(f"replay/{tag_name(task)}/timesteps", s["timesteps"], step)
+
+    def throughput(self, rates: dict[str, float], step: int) -> None:
+        self.rates = rates
+        for k, v in rates.items():
+            self.writer.add_scalar(f"throughput/{k}", v, step)
+
+    def status(self, phase: str, updates: int, planned: int, env_steps: int, wall_s: float) -> None:
+        self.phase, self.progress = phase, (updates, planned)
+        self.env_steps, self.wall_s = env_steps, wall_s
+        if self.live:
+            self.live.update(self._render())
+        elif time.monotonic() - self._last_line > 15:
+            self._last_line = time.monotonic()
+            scores = " ".join(
+                f"{t}={normalized_score(s['eval_return_mean'], *self.references[t]):.2f}"
+                for t, s in self.tasks.items() if s["eval_return_mean"] is not None
+            )
+            self.console.print(
+                f"[{wall_s:7.0f}s] {phase:9s} updates {updates}/{planned} env_steps {env_steps} "
+                f"steps/s {self.rates.get('env_steps_per_s', 0):.0f} {scores}",
+                highlight=False,
+            )
+
+    # -- output --------------------------------------------------------------------------
+
+    def _render(self):
+        updates, planned = self.progress
+        head = Text(
+            f"frontier  {self.phase}  updates {updates}/{planned}  env steps {getattr(self, 'env_steps', 0)}  "
+            f"{self.rates.get('env_steps_per_s', 0):.0f} steps/s  {self.rates.get('updates_per_s', 0):.1f} upd/s  "
+            f"learner util {self.rates.get('learner_utilization', 0):.2f}  {getattr(self, 'wall_s', 0):.0f}s"
+        )
+        table = Table(box=None, header_style="bold")
+        for col in ("task", "eval return", "normalized", "explore return", "replay steps"):
+            table.add_column(col, justify="left" if col == "task" else "right")
+        for task, s in self.tasks.items():
+            ev = s["eval_return_mean"]
+            table.add_row(
+                task,
+                "-" if ev is None else f"{ev:.1f} ± {s['eval_return_std']:.1f}",
+                "-" if ev is None else f"{normalized_score(ev, *self.references[task]):.2f}",
+                "-" if s["explore_return"] is None else f"{s['explore_return']:.1f}",
+                str(s["replay_timesteps"]),
+            )
+        return Group(head, table)
+
+    def summary(self, status: str, env_steps: int, updates: int, wall_s: float, compute: dict, faults: dict) -> dict:
+        tasks = {}
+        for task, s in self.tasks.items():
+            rnd, exp = self.references[task]
+            ev = s["eval_return_mean"]
+            tasks[task] = {
+                "eval_return_mean": ev if ev is not None else 0.0,
+                "eval_return_std": s["eval_return_std"],
+                "eval_episodes": s["eval_episodes"],
+                "random_return": rnd,
+                "expert_return": exp,
+                "normalized_score": normalized_score(ev, rnd, exp) if ev is not None else 0.0,
+            }
+        data = {
+            "status": status,
+            "env_steps": int(env_steps),
+            "learner_updates": int(updates),
+            "wall_s": float(wall_s),
+            "throughput": {
+                "env_steps_per_s": float(self.rates.get("env_steps_per_s", 0.0)),
+                "trained_timesteps_per_s": float(self.rates.get("trained_timesteps_per_s", 0.0)),
+                "learner_utilization": float(self.rates.get("learner_utilization", 0.0)),
+            },
+            "tasks": tasks,
+            "compute": compute,
+            "faults": faults,
+        }
+        write_json_atomic(self.run_dir / "summary.json", data)
+        self.writer.flush()
+        return data
+
+    def close(self) -> None:
+        if self.live:
+            self.live.update(self._render())
+            self.live.stop()
+        self.writer.close()

@@ -1,0 +1,210 @@
+"""ReplayStore: trajectories per task, FIFO online eviction, a reserved share for expert data,
+task-balanced sampling with hindsight relabelling, and an append-only on-disk log.
+
+A plain class: the serial runner uses it directly; the Ray driver wraps it with
+`ray.remote(ReplayStore)`.
+
+On-disk format (`<run>/replay/`): one shard per acknowledged `add` call, named
+`shard-<seq:08d>.npz`, written to a temporary name then renamed (atomic). A shard holds,
+for each of its N episodes i, arrays `<i>/observations`, `<i>/actions`, `<i>/rewards`,
+and one JSON string `meta`: a list of N `{"task", "terminated", "offline", "source"}`.
+Replaying the shards in sequence order through `add` rebuilds the store exactly, since
+eviction is deterministic.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from agents.spaces import TaskInfo
+from agents.trajectory import Batch, Episode, make_batch, sample_windows
+
+
+@dataclass
+class _TaskBuffer:
+    offline: list[Episode] = field(default_factory=list)  # kept sorted by return, best first
+    online: collections.deque = field(default_factory=collections.deque)
+    offline_steps: int = 0
+    online_steps: int = 0
+    added_episodes: int = 0
+    evicted_episodes: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.offline_steps + self.online_steps
+
+
+class ReplayStore:
+    """Per-task episode store. `add` persists then acknowledges; `sample` draws a Batch."""
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskInfo],
+        capacity: int,
+        offline_share: float,
+        context_len: int,
+        task_weights: dict[str, float] | None = None,
+        directory: str | Path | None = None,
+        seed: int = 0,
+    ):
+        self.tasks = list(tasks)
+        self.capacity = capacity
+        self.offline_capacity = int(capacity * offline_share)
+        self.context_len = context_len
+        self.weights = np.array([(task_weights or {}).get(t.name, 1.0) for t in self.tasks], dtype=np.float64)
+        self.index = {t.name: i for i, t in enumerate(self.tasks)}
+        self.buffers = [_TaskBuffer() for _ in self.tasks]
+        self.rng = np.random.default_rng(seed)
+        self.directory = Path(directory) if directory is not None else None
+        self.next_shard = 0
+        # The Ray store is a threaded actor: writers and the learner call in concurrently.
+        self._lock = threading.Lock()
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add(self, episodes: Sequence[Episode], offline: bool = False) -> int:
+        """Store whole episodes (persisted first when the store has a directory); returns how many."""
+        episodes = list(episodes)
+        for ep in episodes:
+            if ep.task not in self.index:
+                raise KeyError(f"replay store has no task {ep.task!r}")
+        if not episodes:
+            return 0
+        with self._lock:
+            if self.directory is not None:
+                self._write_shard(episodes, offline)
+            for ep in episodes:
+                self._insert(ep, offline)
+        return len(episodes)
+
+    def _insert(self, ep: Episode, offline: bool) -> None:
+        buf = self.buffers[self.index[ep.task]]
+        buf.added_episodes += 1
+        if offline:
+            buf.offline.append(ep)
+            buf.offline.sort(key=lambda e: -e.ret)  # stable: ties keep arrival order
+            buf.offline_steps += ep.length
+            # Keep the best offline episodes within the reserved share (always at least one).
+            while buf.offline_steps > self.offline_capacity and len(buf.offline) > 1:
+                worst = buf.offline.pop()
+                buf.offline_steps -= worst.length
+                buf.evicted_episodes += 1
+        else:
+            buf.online.append(ep)
+            buf.online_steps += ep.length
+        # Online episodes go first-in first-out once the task is over capacity.
+        while buf.steps > self.capacity and len(buf.online) > 1:
+            old = buf.online.popleft()
+            buf.online_steps -= old.length
+            buf.evicted_episodes += 1
+
+    def _write_shard(self, episodes: list[Episode], offline: bool) -> None:
+        arrays = {}
+        meta = []
+        for i, ep in enumerate(episodes):
+            arrays[f"{i}/observations"] = ep.observations
+            arrays[f"{i}/actions"] = ep.actions
+            arrays[f"{i}/rewards"] = ep.rewards
+            meta.append({"task": ep.task, "terminated": bool(ep.terminated), "offline": offline, "source": ep.source})
+        arrays["meta"] = np.array(json.dumps(meta))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        path = self.directory / f"shard-{self.next_shard:08d}.npz"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self.next_shard += 1
+
+    def restore(self) -> int:
+        """Rebuild the store from its directory's shards (after a crash or stop); returns episodes restored."""
+        assert self.directory is not None
+        n = 0
+        for path, episodes, offline in read_shards(self.directory):
+            for ep in episodes:
+                if ep.task in self.index:
+                    self._insert(ep, offline)
+                    n += 1
+            self.next_shard = int(path.stem.split("-")[1]) + 1
+        return n
+
+    # -- reading -------------------------------------------------------------------------
+
+    def sample(self, batch_size: int) -> Batch:
+        """Task-balanced batch of length-K windows; returns-to-go relabelled from achieved rewards."""
+        with self._lock:  # choose windows under the lock; build the batch outside it
+            steps = np.array([b.steps for b in self.buffers], dtype=np.float64)
+            w = np.where(steps > 0, self.weights, 0.0)
+            if w.sum() <= 0:
+                raise RuntimeError("replay store is empty: nothing to sample")
+            counts = self.rng.multinomial(batch_size, w / w.sum())
+            chosen: list[Episode] = []
+            starts: list[np.ndarray] = []
+            for buf, n in zip(self.buffers, counts):
+                if n == 0:
+                    continue
+                eps = buf.offline + list(buf.online)
+                idx, st = sample_windows(np.array([e.length for e in eps]), int(n), self.rng)
+                chosen.extend(eps[i] for i in idx)
+                starts.append(st)
+        return make_batch(chosen, np.concatenate(starts), self.context_len, self.tasks)
+
+    def episodes(self, task: str) -> list[Episode]:
+        buf = self.buffers[self.index[task]]
+        return buf.offline + list(buf.online)
+
+    def stats(self) -> dict[str, dict]:
+        out = {}
+        for t, buf in zip(self.tasks, self.buffers):
+            out[t.name] = {
+                "timesteps": buf.steps,
+                "offline_timesteps": buf.offline_steps,
+                "online_timesteps": buf.online_steps,
+                "episodes": len(buf.offline) + len(buf.online),
+                "added_episodes": buf.added_episodes,
+                "evicted_episodes": buf.evicted_episodes,
+            }
+        return out
+
+    def total_timesteps(self) -> int:
+        return sum(b.steps for b in self.buffers)
+
+
+def read_shards(directory: str | Path):
+    """Yield (path, episodes, offline) for every complete shard in sequence order.
+
+    A shard that cannot be read raises ValueError naming the file: acknowledged data is
+    never skipped silently. Leftover `.tmp` files (a write interrupted before its rename,
+    hence never acknowledged) are ignored.
+    """
+    for path in sorted(Path(directory).glob("shard-*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                episodes = [
+                    Episode(
+                        task=m["task"],
+                        observations=z[f"{i}/observations"],
+                        actions=z[f"{i}/actions"],
+                        rewards=z[f"{i}/rewards"],
+                        terminated=m["terminated"],
+                        source=m["source"],
+                    )
+                    for i, m in enumerate(meta)
+                ]
+        except Exception as e:  # corrupt file: name it
+            raise ValueError(f"replay shard {path} is unreadable: {type(e).__name__}: {e}") from None
+        offline = bool(meta[0]["offline"]) if meta else False
+        yield path, episodes, offline

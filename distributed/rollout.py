@@ -1,0 +1,211 @@
+"""RolloutWorker: steps many environments of any mix of tasks with one batched policy forward
+per step, and returns whole finished episodes.
+
+A plain class: the serial runner calls it directly; the Ray driver makes it an actor with
+`ray.remote(RolloutWorker)`. Modes:
+- "explore": the current ODT policy, sampled actions, exploration return targets;
+  environments persist across `collect` calls, so episodes span calls and none is cut.
+- "eval": deterministic actions, evaluation return targets; `evaluate` starts fresh episodes.
+Expert collection (any expert source) is `collect_expert`.
+
+An environment that raises, or returns a non-finite observation or reward, costs that
+episode only: it is dropped and counted, the environment rebuilt, and the worker goes on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from agents.model import DecisionTransformer, ModelConfig
+from agents.policy import Policy
+from agents.trajectory import Episode
+from envs.experts import make_expert
+from envs.registry import get_task
+
+
+@dataclass
+class _Slot:
+    """One environment and the episode it is in."""
+
+    task_index: int
+    env: object
+    seed: int
+    obs: list
+    actions: list
+    rewards: list
+    current: object = None  # the observation the policy acts on next
+
+
+class RolloutWorker:
+    """Holds `num_envs` environments; env i runs task `tasks[i % len(tasks)]`."""
+
+    def __init__(
+        self,
+        task_names: Sequence[str],
+        all_task_names: Sequence[str],
+        model_cfg: ModelConfig,
+        mode: str,
+        num_envs: int,
+        seed: int,
+        worker_index: int = 0,
+    ):
+        if mode not in ("explore", "eval"):
+            raise ValueError(f"rollout mode must be 'explore' or 'eval', got {mode!r}")
+        torch.set_num_threads(1)
+        self.mode = mode
+        self.specs = [get_task(n) for n in all_task_names]
+        infos = [s.info() for s in self.specs]
+        self.task_indices = [list(all_task_names).index(n) for n in task_names]
+        self.model = DecisionTransformer(model_cfg, infos)
+        self.policy = Policy(self.model, infos, num_envs, seed=seed + 7919 * worker_index)
+        self.weights_version = -1
+        self.num_envs = num_envs
+        # Distinct, reproducible env seeds per worker and slot: each new episode takes the next one.
+        self._seed_base = seed * 1_000_003 + worker_index * 100_003
+        self._episodes_started = 0
+        self.env_steps = 0
+        self.episodes_dropped = 0
+        self.cpu_s = 0.0
+        self.slots = [self._new_slot(self.task_indices[i % len(self.task_indices)]) for i in range(num_envs)]
+
+    # -- weights -------------------------------------------------------------------------
+
+    def set_weights(self, version: int, weights: dict) -> None:
+        if version > self.weights_version:
+            self.policy.load_weights(weights)
+            self.weights_version = version
+
+    def get_weights_version(self) -> int:
+        return self.weights_version
+
+    # -- environment plumbing ------------------------------------------------------------
+
+    def _next_seed(self) -> int:
+        self._episodes_started += 1
+        return self._seed_base + self._episodes_started
+
+    def _new_slot(self, task_index: int) -> _Slot:
+        spec = self.specs[task_index]
+        seed = self._next_seed()
+        env = spec.make_env(seed=seed)
+        return _Slot(task_index, env, seed, [], [], [])
+
+    def _begin(self, i: int) -> None:
+        """Start a new episode in slot i (rebuilding nothing)."""
+        slot = self.slots[i]
+        slot.seed = self._next_seed()
+        slot.obs, slot.actions, slot.rewards = [], [], []
+        obs, _ = slot.env.reset(seed=slot.seed)
+        slot.current = obs
+        spec = self.specs[slot.task_index]
+        target = spec.eval_target if self.mode == "eval" else spec.explore_target
+        self.policy.reset(i, slot.task_index, target)
+
+    def _drop(self, i: int) -> None:
+        """An environment failed: drop its episode, rebuild it, start over."""
+        self.episodes_dropped += 1
+        slot = self.slots[i]
+        try:
+            slot.env.close()
+        except Exception:
+            pass
+        self.slots[i] = self._new_slot(slot.task_index)
+        self._begin(i)
+
+    def _step_all(self, active: list[int]) -> list[tuple[int, Episode]]:
+        """One step of every active slot; returns finished (slot, episode) pairs."""
+        obs = [self.slots[i].current for i in active]
+        actions = self.policy.act(active, obs, deterministic=self.mode == "eval")
+        finished = []
+        stepped, rewards = [], []
+        for i, a in zip(active, actions):
+            slot = self.slots[i]
+            try:  # the env-step boundary: any failure costs this episode only
+                next_obs, r, terminated, truncated, _ = slot.env.step(a)
+                if not (np.isfinite(r) and np.all(np.isfinite(next_obs))):
+                    raise FloatingPointError(f"non-finite step result in {self.specs[slot.task_index].name}")
+            except Exception:
+                self._drop(i)
+                continue
+            self.env_steps += 1
+            slot.obs.append(slot.current)
+            slot.actions.append(a)
+            slot.rewards.append(float(r))
+            slot.current = next_obs
+            stepped.append(i)
+            rewards.append(float(r))
+            if terminated or truncated:
+                finished.append((i, self._episode(slot, terminated)))
+        self.policy.rewards(stepped, rewards)
+        return finished
+
+    def _episode(self, slot: _Slot, terminated: bool) -> Episode:
+        spec = self.specs[slot.task_index]
+        acts = np.asarray(slot.actions)
+        return Episode(
+            task=spec.name,
+            observations=np.asarray(slot.obs),
+            actions=acts.astype(np.float32) if acts.dtype.kind == "f" else acts.astype(np.int64),
+            rewards=np.asarray(slot.rewards, dtype=np.float32),
+            terminated=bool(terminated),
+            source={"kind": self.mode, "policy": f"odt@{self.weights_version}", "seed": slot.seed},
+        )
+
+    # -- modes ---------------------------------------------------------------------------
+
+    def collect(self, min_steps: int) -> list[Episode]:
+        """Exploration: step all envs until at least `min_steps` env steps; return finished episodes."""
+        t0 = time.process_time()
+        if self.slots[0].current is None:
+            for i in range(self.num_envs):
+                self._begin(i)
+        done: list[Episode] = []
+        start = self.env_steps
+        active = list(range(self.num_envs))
+        while self.env_steps - start < min_steps:
+            for i, ep in self._step_all(active):
+                done.append(ep)
+                self._begin(i)
+        self.cpu_s += time.process_time() - t0
+        return done
+
+    def evaluate(self, episodes_per_task: int) -> list[Episode]:
+        """Evaluation: fresh episodes until every task of this worker has `episodes_per_task`."""
+        t0 = time.process_time()
+        need = {t: episodes_per_task for t in set(self.task_indices)}
+        started = {t: 0 for t in need}
+        done: list[Episode] = []
+        active = []
+        for i, slot in enumerate(self.slots):
+            if started[slot.task_index] < need[slot.task_index]:
+                started[slot.task_index] += 1
+                self._begin(i)
+                active.append(i)
+        while active:
+            for i, ep in self._step_all(active):
+                done.append(ep)
+                t = self.slots[i].task_index
+                if started[t] < need[t]:
+                    started[t] += 1
+                    self._begin(i)
+                else:
+                    active.remove(i)
+        for s in self.slots:
+            s.current = None  # exploration-style collect after evaluate starts fresh
+        self.cpu_s += time.process_time() - t0
+        return done
+
+    def counters(self) -> dict:
+        return {"env_steps": self.env_steps, "episodes_dropped": self.episodes_dropped, "cpu_s": self.cpu_s}
+
+
+def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list[Episode], int, float]:
+    """Whole episodes from an expert source of `task`; returns (episodes, env_steps, cpu_s)."""
+    t0 = time.process_time()
+    source = make_expert(get_task(task), kind)
+    eps = list(source.episodes(episodes, seed))
+    return eps, source.env_steps, time.process_time() - t0

@@ -1,0 +1,49 @@
+"""Config loading: every key and value checked, overrides applied, one clear error."""
+import pytest
+
+from distributed import config
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = config.load(write(tmp_path, "tasks: [CartPole-v1]\ntrain: {batch_size: 32}\n"),
+                      ["train.batch_size=64", "model.embed_dim=64", "replay.task_weights={CartPole-v1: 2}"])
+    assert cfg.train.batch_size == 64
+    assert cfg.model.embed_dim == 64
+    assert cfg.replay.task_weights == {"CartPole-v1": 2.0}
+    assert isinstance(cfg.learner.lr, float)
+
+
+def test_round_trip(tmp_path):
+    cfg = config.load(write(tmp_path, "tasks: [CartPole-v1, Pendulum-v1]\nseed: 3\n"))
+    config.save(cfg, tmp_path / "out.yaml")
+    assert config.load(tmp_path / "out.yaml") == cfg
+
+
+@pytest.mark.parametrize("text, overrides, needle", [
+    ("tasks: [CartPole-v1]\ntrain: {batchsize: 3}\n", [], "train.batchsize"),
+    ("tasks: [CartPole-v1]\n", ["train.batch_size=abc"], "train.batch_size"),
+    ("tasks: [CartPole-v1]\n", ["train.batch_size=0"], "train.batch_size"),
+    ("tasks: [CartPole-v1]\n", ["learner.bf16=7"], "learner.bf16"),
+    ("tasks: CartPole-v1\n", [], "tasks"),
+    ("tasks: []\n", [], "tasks"),
+    ("tasks: [CartPole-v1]\nreplay: {offline_share: 1.5}\n", [], "replay.offline_share"),
+    ("tasks: [CartPole-v1]\nmodel: {embed_dim: 30, n_heads: 4}\n", [], "model': embed_dim 30"),
+    ("tasks: [CartPole-v1]\n", ["nosuchkey"], "key=value"),
+    ("tasks: [CartPole-v1]\n", ["bogus.section=1"], "bogus"),
+])
+def test_bad_values_name_the_key(tmp_path, text, overrides, needle):
+    with pytest.raises(ValueError, match=needle.replace(".", r"\.").replace("[", r"\[")):
+        config.load(write(tmp_path, text), overrides)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        config.load(tmp_path / "nope.yaml")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        config.load(write(tmp_path, "tasks: [a\n"))
