@@ -398,7 +398,7 @@ def batch_to_tensors(batch, device: torch.device | str, pin_memory: bool | None 
     """Move a `Batch` to `device` as the dict `odt_loss` and `DecisionTransformer.forward` take.
 
     On CUDA the host arrays are pinned and copied asynchronously, so the copy overlaps
-    with whatever the device is still doing.
+    with whatever the device is still doing. On CPU the tensors share memory with the batch.
     """
     device = torch.device(device)
     pin = device.type == "cuda" if pin_memory is None else pin_memory

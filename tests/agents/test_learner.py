@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from agents.learner import Learner, LearnerConfig
+from agents.model import ModelConfig
+from agents.spaces import Box, Discrete, TaskInfo
+from agents.trajectory import Episode, make_batch, sample_windows
+
+
+def _batches(tasks, make_episode, K, n, seed=0):
+    rng = np.random.default_rng(seed)
+    episodes = [make_episode(tasks[i % len(tasks)], 8 + i, rng) for i in range(9)]
+    out = []
+    for _ in range(n):
+        idx, starts = sample_windows(np.array([e.length for e in episodes]), 8, rng)
+        out.append(make_batch([episodes[i] for i in idx], starts, K, tasks))
+    return out
+
+
+def test_step_metrics(tasks, model_cfg, make_episode):
+    learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu", warmup_updates=10), seed=0)
+    assert learner.device == torch.device("cpu")
+    batch = _batches(tasks, make_episode, model_cfg.context_len, 1)[0]
+    m = learner.step(batch)
+    assert learner.updates == 1
+    assert m["learner/lr"] == pytest.approx(3e-4 / 10)  # first warmup step
+    assert m["learner/grad_norm"] > 0 and m["learner/update_s"] > 0
+    expected_flops = 3 * sum(learner.model.flops_per_token(int(t)) * batch.mask[b].sum() for b, t in enumerate(batch.task))
+    assert m["learner/flops"] == pytest.approx(expected_flops)
+    assert learner.step(batch)["learner/lr"] == pytest.approx(2 * 3e-4 / 10)
+
+
+def test_save_restore_gives_identical_next_update(tasks, model_cfg, make_episode, tmp_path):
+    cfg = LearnerConfig(device="cpu", warmup_updates=3)
+    batches = _batches(tasks, make_episode, model_cfg.context_len, 4)
+    a = Learner(model_cfg, tasks, cfg, seed=0)
+    for b in batches[:3]:
+        a.step(b)
+    a.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+    torch.load(tmp_path / "ckpt" / "learner_state.pt", weights_only=True)  # plain data only
+
+    ma = a.step(batches[3])
+    # A learner built with another seed, restored, must continue exactly like `a`. (Both
+    # draw dropout from the process's torch generator, which the restore resets.)
+    b = Learner(model_cfg, tasks, cfg, seed=123)
+    b.load(tmp_path / "ckpt")
+    assert b.updates == 3
+    mb = b.step(batches[3])
+    for key in ("loss/total", "loss/nll", "loss/temperature", "learner/grad_norm", "learner/lr"):
+        assert ma[key] == mb[key], key
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    # Dropout is on, so the RNG state matters: a learner without the restored RNG differs.
+    c = Learner(model_cfg, tasks, cfg, seed=123)
+    c.load(tmp_path / "ckpt")
+    torch.manual_seed(999)
+    assert c.step(batches[3])["loss/total"] != ma["loss/total"]
+
+
+def test_weights_roundtrip_and_export(tasks, model_cfg, make_episode, tmp_path):
+    a = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
+    a.model.set_observation_stats(0, [1.0, 2.0, 3.0], [1.0, 1.0, 2.0])
+    w = a.weights()
+    assert "log_temperature" in w and "obs_encoders.0.obs_mean" in w
+    a.step(_batches(tasks, make_episode, model_cfg.context_len, 1)[0])
+    assert not torch.equal(w["blocks.0.attn.qkv.weight"], a.model.state_dict()["blocks.0.attn.qkv.weight"])  # a copy
+    b = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=1)
+    b.load_weights(a.weights())
+    path = tmp_path / "w.safetensors"
+    b.export_weights(path)
+    loaded = safetensors.torch.load_file(str(path))
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(loaded[k], v), k
+
+
+def test_load_missing_checkpoint_names_path(tasks, model_cfg, tmp_path):
+    learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        learner.load(tmp_path)
+
+
+def test_learner_fits_trivial_behaviour_cloning():
+    """Discrete: action = [obs[0] > 0]; continuous: action = sign(obs[1]) * 0.8. Mixed batches."""
+    torch.manual_seed(0)
+    tasks = [TaskInfo("sign", Box((2,)), Discrete(2)), TaskInfo("cont", Box((2,)), Box((1,)))]
+    rng = np.random.default_rng(0)
+    episodes = []
+    for k in range(40):
+        obs = rng.normal(size=(20, 2)).astype(np.float32)
+        if k % 2 == 0:
+            episodes.append(Episode("sign", obs, (obs[:, 0] > 0).astype(np.int64), np.ones(20, np.float32), True))
+        else:
+            act = (np.sign(obs[:, 1:2]) * 0.8).astype(np.float32)
+            episodes.append(Episode("cont", obs, act, np.ones(20, np.float32), True))
+    cfg = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=4, dropout=0.0)
+    learner = Learner(cfg, tasks, LearnerConfig(device="cpu", lr=1e-3, warmup_updates=20, grad_clip=1.0), seed=0)
+    lengths = np.array([e.length for e in episodes])
+    for _ in range(300):
+        idx, starts = sample_windows(lengths, 32, rng)
+        metrics = learner.step(make_batch([episodes[i] for i in idx], starts, cfg.context_len, tasks))
+
+    # Fresh held-out data, greedy actions.
+    obs = rng.normal(size=(64, 4, 2)).astype(np.float32)
+    model = learner.model.eval()
+    with torch.no_grad():
+        o = torch.from_numpy(obs)
+        h = model(torch.tensor([0] * 32 + [1] * 32), {0: o[:32], 1: o[32:]},
+                  {0: torch.from_numpy((obs[:32, :, 0] > 0).astype(np.int64)),
+                   1: torch.from_numpy(np.sign(obs[32:, :, 1:2]) * 0.8)},
+                  torch.ones(64, 4), torch.arange(4).repeat(64, 1))
+        disc = model.action_distribution(0, h[:32].reshape(-1, 32)).mode().numpy()
+        cont = model.action_distribution(1, h[32:].reshape(-1, 32)).mode().numpy()[:, 0]
+    acc = (disc == (obs[:32, :, 0] > 0).reshape(-1)).mean()
+    sign_acc = (np.sign(cont) == np.sign(obs[32:, :, 1]).reshape(-1)).mean()
+    assert acc > 0.95, acc
+    assert sign_acc > 0.95, sign_acc
+    assert metrics["nll/sign"] < 0.3, metrics  # ln 2 = 0.69 at chance; the entropy bonus keeps it above 0
