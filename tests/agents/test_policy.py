@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from agents.model import DecisionTransformer, batch_to_tensors
+from agents.policy import Policy
+from agents.spaces import Discrete
+from agents.trajectory import Episode, make_batch
+
+
+def _observation(task, rng):
+    if isinstance(task.observation, Discrete):
+        return int(rng.integers(0, task.observation.n))
+    if task.observation.is_image:
+        return rng.integers(0, 256, task.observation.shape, dtype=np.uint8)
+    return rng.normal(size=task.observation.shape).astype(np.float32)
+
+
+def _rollout(policy, tasks, slot_tasks, steps, deterministic, seed=0, targets=None):
+    """Step every slot `steps` times with random observations and rewards; returns per-slot logs."""
+    rng = np.random.default_rng(seed)
+    slots = list(range(len(slot_tasks)))
+    rewards = rng.normal(size=(steps, len(slots))).astype(np.float32)
+    for s, i in enumerate(slot_tasks):
+        target = float(rewards[:, s].sum(dtype=np.float64)) if targets is None else targets[s]
+        policy.reset(s, i, target)
+    logs = {s: {"obs": [], "act": []} for s in slots}
+    for t in range(steps):
+        obs = [_observation(tasks[i], rng) for i in slot_tasks]
+        actions = policy.act(slots, obs, deterministic=deterministic)
+        for s in slots:
+            logs[s]["obs"].append(obs[s])
+            logs[s]["act"].append(actions[s])
+        policy.rewards(slots, rewards[t])
+    for s in slots:
+        logs[s]["rew"] = rewards[:, s]
+    return logs
+
+
+def test_batched_act_returns_valid_actions(tasks, model_cfg):
+    torch.manual_seed(0)
+    policy = Policy(DecisionTransformer(model_cfg, tasks), tasks, num_slots=5, seed=0)
+    logs = _rollout(policy, tasks, [0, 1, 2, 0, 1], steps=3, deterministic=False)
+    for s, i in enumerate([0, 1, 2, 0, 1]):
+        for a in logs[s]["act"]:
+            if tasks[i].continuous:
+                assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == (2,)
+                assert np.all(np.abs(a) <= 1)
+            else:
+                assert isinstance(a, int) and 0 <= a < tasks[i].action.n
+
+
+def test_deterministic_is_repeatable_and_sampling_follows_seed(tasks, model_cfg):
+    torch.manual_seed(0)
+    model = DecisionTransformer(model_cfg, tasks)
+    slot_tasks = [2, 0, 1]
+    det = [_rollout(Policy(model, tasks, 3, seed=s), tasks, slot_tasks, 4, True) for s in (0, 1)]
+    sto = [_rollout(Policy(model, tasks, 3, seed=s), tasks, slot_tasks, 4, False) for s in (7, 7, 8)]
+
+    def flat(logs):
+        return np.concatenate([np.ravel(a) for s in logs for a in logs[s]["act"]]).astype(np.float64)
+
+    np.testing.assert_array_equal(flat(det[0]), flat(det[1]))  # mode ignores the seed
+    np.testing.assert_array_equal(flat(sto[0]), flat(sto[1]))  # same seed, same samples
+    assert not np.array_equal(flat(sto[0]), flat(sto[2]))
+
+
+def test_rolling_context_matches_training_windows(tasks, model_cfg):
+    """Beyond K steps the policy acts on the last K steps exactly as a training window shows them."""
+    torch.manual_seed(0)
+    model = DecisionTransformer(model_cfg, tasks)
+    model.set_observation_stats(0, [0.5, -0.5, 0.0], [2.0, 1.0, 0.5])
+    K, steps = model_cfg.context_len, 3 * model_cfg.context_len + 2
+    slot_tasks = [0, 1, 2, 0]
+    logs = _rollout(Policy(model, tasks, 4, seed=0), tasks, slot_tasks, steps, deterministic=True)
+    model.eval()
+    for s, i in enumerate(slot_tasks):
+        ep = Episode(tasks[i].name, np.stack(logs[s]["obs"]), np.stack(logs[s]["act"]), logs[s]["rew"], True)
+        for t in (1, K - 1, K, steps - 1):
+            start = max(0, t - K + 1)
+            tensors = batch_to_tensors(make_batch([ep], [start], K, tasks), "cpu")
+            with torch.no_grad():
+                h = model(tensors["task"], tensors["observations"], tensors["actions"], tensors["returns_to_go"],
+                          tensors["timesteps"])
+                mode = model.action_distribution(i, h[:, t - start]).mode()[0].numpy()
+            if tasks[i].continuous:
+                np.testing.assert_allclose(mode, logs[s]["act"][t], atol=1e-4)
+            else:
+                assert int(mode) == logs[s]["act"][t], (s, t)
+
+
+def test_rtg_and_reset_bookkeeping(tasks, model_cfg):
+    policy = Policy(DecisionTransformer(model_cfg, tasks), tasks, 2)
+    policy.reset(0, 0, 10.0)  # reward_scale 0.1
+    policy.reset(1, 1, 10.0)  # reward_scale 0.5
+    policy.act([0, 1], [np.zeros(3, np.float32), np.zeros((12, 12, 2), np.uint8)], deterministic=True)
+    policy.rewards([0, 1], [2.0, 2.0])
+    np.testing.assert_allclose(policy._rtg, [0.8, 4.0])
+    np.testing.assert_array_equal(policy._t, [1, 1])
+    policy.reset(0, 2, 1.0)  # the slot switches task
+    assert policy.act([0], [3], deterministic=True)[0] in range(3)
+
+
+def test_bad_slots_rejected(tasks, model_cfg):
+    policy = Policy(DecisionTransformer(model_cfg, tasks), tasks, 2)
+    with pytest.raises(ValueError, match="slot 1"):
+        policy.act([1], [np.zeros(3, np.float32)], deterministic=True)
+    with pytest.raises(ValueError, match="slot 5"):
+        policy.reset(5, 0, 0.0)
+
+
+def test_load_weights_changes_actions(tasks, model_cfg):
+    torch.manual_seed(0)
+    policy = Policy(DecisionTransformer(model_cfg, tasks), tasks, 1)
+    torch.manual_seed(1)
+    other = DecisionTransformer(model_cfg, tasks)
+    obs = np.ones(3, np.float32)
+    policy.reset(0, 0, 1.0)
+    before = policy.act([0], [obs], deterministic=True)[0]
+    policy.load_weights(other.state_dict())
+    policy.reset(0, 0, 1.0)
+    after = policy.act([0], [obs], deterministic=True)[0]
+    assert not np.allclose(before, after)
