@@ -7,10 +7,17 @@ same cap, so normalized scores stay meaningful.
 """
 from __future__ import annotations
 
+import ale_py
 import gymnasium as gym
 import numpy as np
 
+from envs.experts import scripted
+from envs.experts.base import filtered
 from envs.spec import TaskSpec
+
+# At import, not in tasks(): a process that unpickles a spec's preprocess function imports
+# this module and can then make the ALE envs without running discovery.
+gym.register_envs(ale_py)
 
 # 2000 agent steps = 8000 frames (~2.2 minutes of play): a random agent loses a whole game of
 # Pong (-21) in ~800 steps, and a good player scores many points in Breakout, well inside it.
@@ -32,12 +39,6 @@ def pixels_84x84x4(env: gym.Env) -> gym.Env:
 
 
 def tasks() -> list[TaskSpec]:
-    import ale_py
-
-    gym.register_envs(ale_py)
-    from envs.experts import scripted
-    from envs.experts.base import filtered
-
     out = []
     # Measured with `python -m envs.measure_references` (20 episodes, seeds 0..19).
     refs = {
@@ -49,9 +50,10 @@ def tasks() -> list[TaskSpec]:
         out.append(
             TaskSpec(
                 name=f"ALE/{game}-ram-v5",
-                env=f"ALE/{game}-ram-v5",
+                env=f"ALE/{game}-v5",
                 suite="atari",
                 max_episode_steps=ATARI_MAX_STEPS,
+                env_kwargs={"obs_type": "ram"},  # ale-py 0.12 has no separate -ram ids
                 preprocess=ram_to_float,
                 experts=dict(experts),
                 **ref,
