@@ -50,6 +50,17 @@ class PendulumController:
         return np.array([np.clip(u / self.max_torque, -1.0, 1.0)], dtype=np.float32)
 
 
+class AcrobotController:
+    """Energy pumping for Acrobot-v1: full torque along the elbow's angular velocity.
+
+    Obs: cos/sin of both joint angles, then theta1_dot, theta2_dot. Pushing the elbow the way
+    it already turns feeds energy into the swing until the tip clears the bar.
+    """
+
+    def __call__(self, obs, env) -> int:
+        return 2 if obs[5] > 0 else 0  # actions 0, 1, 2 are torques -1, 0, +1
+
+
 def mujoco_lqr(env: gym.Env, q_diag, r: float) -> np.ndarray:
     """LQR gains K (nu, 2 nv) for the env's MuJoCo model linearized at qpos0, qvel = 0.
 
@@ -249,6 +260,7 @@ def scripted(controller_factory, policy_id: str):
 FACTORIES = {
     "CartPole": scripted(CartPoleController, "cartpole-linear-v1"),
     "Pendulum": scripted(PendulumController, "pendulum-energy-pd-v1"),
+    "Acrobot": scripted(AcrobotController, "acrobot-energy-pump-v1"),
     "InvertedPendulum": scripted(inverted_pendulum_controller, "inverted-pendulum-lqr-v1"),
     "InvertedDoublePendulum": scripted(inverted_double_pendulum_controller, "inverted-double-pendulum-lqr-v1"),
     "Reacher": scripted(ReacherController, "reacher-ik-pd-v1"),

@@ -42,8 +42,8 @@ def tasks() -> list[TaskSpec]:
             reward_scale=0.01,
             eval_target=-80.0,
             explore_target=-60.0,
-            experts={"filtered": filtered},
+            experts={"scripted": FACTORIES["Acrobot"], "filtered": filtered},
             random_return=-500.0,
-            expert_return=None,
+            expert_return=-80.0,
         ),
     ]
