@@ -1,0 +1,75 @@
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from envs import registry
+from envs.spec import TaskSpec
+
+BUILTIN = [
+    "CartPole-v1", "Pendulum-v1", "Acrobot-v1",
+    "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5",
+    "Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5",
+    "ALE/Pong-ram-v5", "ALE/Pong-v5", "ALE/Breakout-ram-v5", "ALE/Breakout-v5",
+]  # fmt: skip
+
+
+@pytest.fixture
+def fresh_registry():
+    registry.clear_cache()
+    yield
+    registry.clear_cache()
+
+
+def test_builtins_registered_and_looked_up():
+    tasks = registry.all_tasks()
+    for name in BUILTIN:
+        assert name in tasks
+        spec = registry.get_task(name)
+        assert isinstance(spec, TaskSpec) and spec.name == name
+    assert registry.all_tasks() is tasks  # discovered once, cached
+
+
+def test_unknown_task_lists_known_names():
+    with pytest.raises(KeyError, match=r"unknown task 'NoSuchTask-v0' \(known: .*CartPole-v1"):
+        registry.get_task("NoSuchTask-v0")
+
+
+def test_example_plugin_discovered(fresh_registry):
+    if not any(ep.name == "point_reach" for ep in entry_points(group=registry.ENTRY_POINT_GROUP)):
+        pytest.skip("example plugin not installed: pip install -e examples/frontier-plugin-example")
+    assert "PointReach-v0" in registry.all_tasks()
+    assert "point_reach" not in registry.plugin_errors()
+    spec = registry.get_task("PointReach-v0")
+    assert spec.suite == "point" and "scripted" in spec.experts
+
+
+def _fake_distribution(root, dist: str, module: str, source: str, entry: str):
+    """An installed-looking distribution on sys.path with one frontier.tasks entry point."""
+    info = root / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[frontier.tasks]\n{entry} = {module}:tasks\n")
+    (root / f"{module}.py").write_text(source)
+
+
+def test_broken_plugins_reported_builtins_still_load(tmp_path, monkeypatch, fresh_registry):
+    _fake_distribution(tmp_path, "broken_pkg", "broken_pkg_mod", "raise RuntimeError('boom at import')\n", "broken_plugin")
+    _fake_distribution(
+        tmp_path, "clash_pkg", "clash_pkg_mod",
+        "from envs.spec import TaskSpec\n"
+        "def tasks():\n    return [TaskSpec(name='CartPole-v1', env='CartPole-v1', suite='x', max_episode_steps=10)]\n",
+        "clashing_plugin",
+    )  # fmt: skip
+    _fake_distribution(tmp_path, "junk_pkg", "junk_pkg_mod", "def tasks():\n    return 42\n", "junk_plugin")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tasks = registry.all_tasks()
+    errors = registry.plugin_errors()
+    assert errors["broken_plugin"] == "RuntimeError: boom at import"
+    assert errors["clashing_plugin"].startswith("ValueError") and "CartPole-v1" in errors["clashing_plugin"]
+    assert errors["junk_plugin"].startswith("TypeError")
+    for name in BUILTIN:
+        assert name in tasks
+    assert tasks["CartPole-v1"].suite == "classic"  # the clash did not replace the built-in
+    monkeypatch.delitem(sys.modules, "clash_pkg_mod", raising=False)
+    monkeypatch.delitem(sys.modules, "junk_pkg_mod", raising=False)
