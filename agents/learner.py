@@ -49,9 +49,16 @@ class LearnerConfig:
 
 
 def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else as torch spells it."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown learner device {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"learner device {device!r} requested but CUDA is not available")
+    return dev
 
 
 class Learner:
@@ -84,11 +91,16 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: min(1.0, (u + 1) / warmup))
         self._flops_per_token = torch.tensor([self.model.flops_per_token(i) for i in range(len(tasks))], dtype=torch.float64)
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """One update on `batch`; returns loss metrics and learner/{grad_norm, lr, update_s, flops}."""
+    def step(self, batch: Batch, tensors: dict | None = None) -> dict[str, float]:
+        """One update on `batch`; returns loss metrics and learner/{grad_norm, lr, update_s, flops}.
+
+        `tensors`, when given, is `batch_to_tensors(batch, learner.device)` done ahead of
+        time (e.g. by a prefetching thread), so the copy is off the update's critical path.
+        """
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        tensors = batch_to_tensors(batch, self.device)
+        if tensors is None:
+            tensors = batch_to_tensors(batch, self.device)
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
             loss, temperature_loss, metrics = odt_loss(self._forward_model, tensors)

@@ -42,6 +42,10 @@ class ModelConfig:
     init_temperature: float = 0.1  # initial entropy temperature alpha, per task
 
     def __post_init__(self):
+        if self.embed_dim < 1 or self.n_layers < 1 or self.n_heads < 1:
+            raise ValueError(f"embed_dim, n_layers, n_heads must be >= 1, got {self.embed_dim}, {self.n_layers}, {self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.embed_dim % self.n_heads != 0:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by n_heads {self.n_heads}")
         if self.context_len < 1 or self.max_timestep < 1:
@@ -347,10 +351,11 @@ class DecisionTransformer(nn.Module):
             emb = self._embed_observations(i, observations[i]) + self._embed_previous_actions(i, actions[i])  # (B_i, K, C)
             assert emb.shape[:2] == (len(idx), K), (emb.shape, len(idx), K)
             if x is None:
-                x = emb.new_zeros(B, K, emb.shape[-1])  # (B, K, C)
+                # The residual stream stays float32 under autocast; layers cast their own inputs.
+                x = emb.new_zeros(B, K, emb.shape[-1], dtype=torch.float32)  # (B, K, C)
             x = x.index_copy(0, idx, emb.to(x.dtype))  # out of place: keeps autograd simple
         t = timesteps.clamp(0, self.cfg.max_timestep - 1)
-        x = x + self.rtg_embed(returns_to_go.unsqueeze(-1).to(x.dtype)) + self.timestep_embed(t) + self.task_embed(task)[:, None]
+        x = x + self.rtg_embed(returns_to_go.unsqueeze(-1).float()) + self.timestep_embed(t) + self.task_embed(task)[:, None]
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)

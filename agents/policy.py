@@ -22,6 +22,12 @@ from agents.spaces import Box, TaskInfo
 
 
 class Policy:
+    """Acts for `num_slots` environment slots with `model`, which it moves to `device`.
+
+    Share the learner's model object only when both run on the same device; otherwise
+    give the policy its own copy and feed it `load_weights`.
+    """
+
     def __init__(
         self,
         model: DecisionTransformer,
@@ -94,6 +100,7 @@ class Policy:
             raise ValueError(f"{len(slots)} slots but {len(observations)} observations")
         if len(slots) == 0:
             return []
+        self.model.eval()  # the model may be shared with a learner that left it in train mode
         slots = np.asarray(slots, dtype=np.int64)
         if len(np.unique(slots)) != len(slots):
             raise ValueError(f"slots repeat in {slots.tolist()}")

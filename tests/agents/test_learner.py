@@ -119,3 +119,27 @@ def test_learner_fits_trivial_behaviour_cloning():
     assert acc > 0.95, acc
     assert sign_acc > 0.95, sign_acc
     assert metrics["nll/sign"] < 0.3, metrics  # ln 2 = 0.69 at chance; the entropy bonus keeps it above 0
+
+
+def test_config_errors_name_the_value():
+    tiny, tasks = ModelConfig(embed_dim=8, n_layers=1, n_heads=1), [TaskInfo("t", Box((1,)), Discrete(2))]
+    with pytest.raises(ValueError, match="'gpu7'"):
+        Learner(tiny, tasks, LearnerConfig(device="gpu7"), seed=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Learner(tiny, tasks, LearnerConfig(device="cuda"), seed=0)
+    with pytest.raises(ValueError, match="n_heads 3"):
+        ModelConfig(embed_dim=16, n_heads=3)
+    with pytest.raises(ValueError, match="grad_clip"):
+        LearnerConfig(grad_clip=0.0)
+
+
+def test_step_accepts_prefetched_tensors(tasks, model_cfg, make_episode):
+    from agents.model import batch_to_tensors
+
+    batch = _batches(tasks, make_episode, model_cfg.context_len, 1)[0]
+    a = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
+    ma = a.step(batch)
+    b = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
+    mb = b.step(batch, tensors=batch_to_tensors(batch, b.device))
+    assert ma["loss/total"] == mb["loss/total"]
