@@ -311,9 +311,11 @@ class DecisionTransformer(nn.Module):
 
     def _embed_observations(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
         space = self.tasks[task_index].observation
-        if isinstance(space, Box) and space.is_image:
-            return self.image_encoder(obs)
-        return self.obs_encoders[str(task_index)](obs)  # Embedding takes long indices, VectorEncoder floats
+        if isinstance(space, Discrete):
+            return self.obs_encoders[str(task_index)](obs.long())  # (B_i, K, C)
+        if space.is_image:
+            return self.image_encoder(obs)  # (B_i, K, C)
+        return self.obs_encoders[str(task_index)](obs)  # (B_i, K, C)
 
     def _embed_previous_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
         """Embed a_{t-1} for every position t of the window; position 0 gets `no_action`."""
@@ -345,6 +347,9 @@ class DecisionTransformer(nn.Module):
             raise ValueError("forward needs at least one task's rows")
         if set(observations) != set(actions):
             raise ValueError(f"observations for tasks {sorted(observations)} but actions for {sorted(actions)}")
+        n_rows = sum(o.shape[0] for o in observations.values())
+        if n_rows != B:
+            raise ValueError(f"per-task observations hold {n_rows} rows, the batch has {B}")
         x = None
         for i in sorted(observations):
             idx = rows[i] if rows is not None else torch.nonzero(task == i).squeeze(1)  # (B_i,)
