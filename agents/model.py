@@ -415,7 +415,7 @@ def batch_to_tensors(batch, device: torch.device | str, pin_memory: bool | None 
 
     def move(a) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a))
-        if pin:
+        if pin and not t.is_pinned():  # arrays the caller already pinned are not copied again
             t = t.pin_memory()
         return t.to(device, non_blocking=pin)
 
