@@ -19,8 +19,10 @@ from envs.spec import TaskSpec
 # this module and can then make the ALE envs without running discovery.
 gym.register_envs(ale_py)
 
-# 2000 agent steps = 8000 frames (~2.2 minutes of play): a random agent loses a whole game of
-# Pong (-21) in ~800 steps, and a good player scores many points in Breakout, well inside it.
+# 2000 agent steps = 8000 frames (~2.2 minutes of play, ~0.5 s of CPU on the RAM tasks). Random
+# play ends well inside it (Pong: a lost game in ~950 steps; Breakout: ~200 steps), the scripted
+# Breakout bot mostly finishes its 5 lives inside it (~950 steps), and in Pong a game between
+# evenly matched players is cut off there, so Pong returns are the score after 2000 steps.
 ATARI_MAX_STEPS = 2000
 
 
@@ -39,35 +41,48 @@ def pixels_84x84x4(env: gym.Env) -> gym.Env:
 
 
 def tasks() -> list[TaskSpec]:
-    out = []
-    # Measured with `python -m envs.measure_references` (20 episodes, seeds 0..19).
+    # random_return / expert_return measured with `python -m envs.measure_references`
+    # (20 episodes, seeds 1000..1019) under the ATARI_MAX_STEPS cap; the pixel tasks differ
+    # from the RAM ones by AtariPreprocessing's up-to-30 no-op starts and frame max-pooling.
     refs = {
-        "Pong": dict(random_return=-20.3, expert_return=20.0, reward_scale=0.1, eval_target=21.0, explore_target=21.0),
-        "Breakout": dict(random_return=1.4, expert_return=40.0, reward_scale=0.1, eval_target=40.0, explore_target=80.0),
+        "Pong": dict(reward_scale=0.1, eval_target=21.0, explore_target=21.0),  # 21: a won game
+        "Breakout": dict(reward_scale=0.1, eval_target=40.0, explore_target=80.0),
     }
+    measured = {
+        "ALE/Pong-ram-v5": (-20.1, -2.6),
+        "ALE/Pong-v5": (-20.2, -3.8),
+        "ALE/Breakout-ram-v5": (1.4, 39.6),
+        "ALE/Breakout-v5": (1.3, 32.9),
+    }
+    out = []
     for game, ref in refs.items():
         experts = {"scripted": scripted.FACTORIES[game], "filtered": filtered}
+        ram, pixels = f"ALE/{game}-ram-v5", f"ALE/{game}-v5"
         out.append(
             TaskSpec(
-                name=f"ALE/{game}-ram-v5",
-                env=f"ALE/{game}-v5",
+                name=ram,
+                env=pixels,
                 suite="atari",
                 max_episode_steps=ATARI_MAX_STEPS,
                 env_kwargs={"obs_type": "ram"},  # ale-py 0.12 has no separate -ram ids
                 preprocess=ram_to_float,
                 experts=dict(experts),
+                random_return=measured[ram][0],
+                expert_return=measured[ram][1],
                 **ref,
             )
         )
         out.append(
             TaskSpec(
-                name=f"ALE/{game}-v5",
-                env=f"ALE/{game}-v5",
+                name=pixels,
+                env=pixels,
                 suite="atari",
                 max_episode_steps=ATARI_MAX_STEPS,
                 env_kwargs={"frameskip": 1},  # AtariPreprocessing skips frames itself
                 preprocess=pixels_84x84x4,
                 experts=dict(experts),
+                random_return=measured[pixels][0],
+                expert_return=measured[pixels][1],
                 **ref,
             )
         )

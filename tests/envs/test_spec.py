@@ -77,3 +77,11 @@ def test_bad_spec_values_raise():
         TaskSpec("T", "CartPole-v1", "classic", 0)
     with pytest.raises(ValueError, match="reward_scale"):
         TaskSpec("T", "CartPole-v1", "classic", 10, reward_scale=0.0)
+
+
+def test_specs_pickle_for_worker_processes():
+    import pickle
+
+    for name, spec in SPECS.items():
+        copy = pickle.loads(pickle.dumps(spec))
+        assert copy.name == name and copy.max_episode_steps == spec.max_episode_steps
