@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from agents.model import DecisionTransformer, ModelConfig
 from agents.policy import Policy
@@ -55,7 +54,6 @@ class RolloutWorker:
     ):
         if mode not in ("explore", "eval"):
             raise ValueError(f"rollout mode must be 'explore' or 'eval', got {mode!r}")
-        torch.set_num_threads(1)
         self.mode = mode
         self.specs = [get_task(n) for n in all_task_names]
         infos = [s.info() for s in self.specs]

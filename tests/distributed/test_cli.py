@@ -1,0 +1,48 @@
+"""The CLI rejects bad input with one clear line and a non-zero exit, before any work starts."""
+import json
+import subprocess
+import sys
+import pytest
+
+from distributed.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "distributed.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def cfg_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("tasks: [CartPole-v1]\n")
+    return p
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "{dir}/missing.yaml", "--serial", "--out", "{dir}/run"], "config file not found"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "tasks=[NoSuchTask-v0]"], "unknown task 'NoSuchTask-v0'"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "train.batchsize=3"],
+     "unknown config key 'train.batchsize'"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "train.batch_size=-1"], "'train.batch_size' must be > 0"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "seed=abc"], "'seed' must be int"),
+    (["train", "--resume", "{dir}"], "not a run directory"),
+    (["eval", "{dir}"], "not a run directory"),
+])
+def test_bad_input_one_line(cfg_file, tmp_path, capsys, args, needle):
+    code = main([a.format(cfg=cfg_file, dir=tmp_path) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert needle in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_help_and_tasks_json():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "train" in r.stdout and "tasks" in r.stdout
+    r = run_cli("train", "--help")
+    assert r.returncode == 0 and "--resume" in r.stdout and "--serial" in r.stdout
+    r = run_cli("tasks", "--json")
+    assert r.returncode == 0, r.stderr
+    names = {t["name"] for t in json.loads(r.stdout)["tasks"]}
+    assert {"CartPole-v1", "InvertedPendulum-v5", "ALE/Pong-ram-v5"} <= names
