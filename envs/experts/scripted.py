@@ -121,7 +121,8 @@ class LQRBalancer:
         self.q_diag = q_diag
         self.r = r
         self.state = state
-        self.K = None
+        self.K: np.ndarray | None = None  # (nu, 2 nv), from the env's model on first call
+        self.ctrl_high: np.ndarray | None = None  # (nu,) actuator ctrl range upper bounds
 
     def __call__(self, obs, env) -> np.ndarray:
         if self.K is None:
