@@ -212,7 +212,9 @@ class SerialRunner(Runner):
         n = len(self.specs)
         per_worker = max(1, math.ceil(cfg.rollout.envs_per_worker / n)) * n
         self.explorer = RolloutWorker(cfg.tasks, cfg.tasks, cfg.model, "explore", per_worker, cfg.seed, 0)
-        self.evaluator = RolloutWorker(cfg.tasks, cfg.tasks, cfg.model, "eval", per_worker, cfg.seed, 1)
+        # Evaluation runs every episode of every task side by side: one batched forward per step.
+        eval_envs = n * max(cfg.train.eval_episodes, cfg.train.final_eval_episodes)
+        self.evaluator = RolloutWorker(cfg.tasks, cfg.tasks, cfg.model, "eval", eval_envs, cfg.seed, 1)
 
     def save_learner(self, directory: Path) -> None:
         self.learner.save(directory)
