@@ -1,0 +1,176 @@
+"""LearnerService: the learner actor's body. Wraps `agents.learner.Learner` with batch
+prefetching from the replay store actor and weight publishing.
+
+A plain class the driver makes an actor (`ray.remote(**opts)(LearnerService)`), as it does
+with the rollout workers and the replay store:
+
+    learner = ray.remote(num_gpus=1)(LearnerService).remote(model_cfg, infos, learner_cfg, seed,
+                                                           replay, batch_size=128, weights_every=50)
+    result = ray.get(learner.train.remote(100))     # 100 updates; metrics, counters, weights
+    version, (ref,) = result["weights"]             # one ray.put, read by every rollout actor
+
+A background thread keeps a few batches ready (`prefetch` of them) as device tensors, so an
+update never waits on the store unless the store is slower than the learner; on CUDA that
+thread pins each batch and starts its host-to-device copy (`batch_to_tensors`), so the copy
+overlaps the updates before it.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import ray
+import torch
+
+from agents.learner import Learner, LearnerConfig
+from agents.model import ModelConfig, batch_to_tensors
+from agents.spaces import TaskInfo
+from agents.trajectory import Batch
+
+# Seconds the learner waits for a prefetched batch before reporting the prefetch thread stuck.
+BATCH_TIMEOUT_S = 300.0
+
+
+class LearnerService:
+    """Trains on batches pulled from a replay store actor; publishes weights every `weights_every` updates."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        tasks: Sequence[TaskInfo],
+        learner_cfg: LearnerConfig,
+        seed: int,
+        replay,
+        batch_size: int,
+        weights_every: int,
+        prefetch: int = 4,
+    ):
+        if weights_every < 1 or batch_size < 1 or prefetch < 1:
+            raise ValueError(f"weights_every, batch_size and prefetch must be >= 1, got "
+                             f"{weights_every}, {batch_size}, {prefetch}")
+        self.learner = Learner(model_cfg, tasks, learner_cfg, seed=seed)
+        self.replay = replay
+        self.batch_size = batch_size
+        self.weights_every = weights_every
+        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._published: tuple[int, list] | None = None
+        self._busy_s = 0.0  # wall time inside updates
+        self._wait_s = 0.0  # wall time waiting for a batch
+        self._train_wall_s = 0.0  # wall time inside train()
+
+    # -- batches -------------------------------------------------------------------------
+
+    def _prefetch_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = ray.get(self.replay.sample.remote(self.batch_size))
+                item = (batch, batch_to_tensors(batch, self.learner.device))
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.5)
+                        break
+                    except queue.Full:
+                        pass
+        except BaseException as e:  # surfaced by the next train() call
+            self._error = e
+
+    def _next_batch(self) -> tuple[Batch, dict]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._prefetch_loop, name="prefetch", daemon=True)
+            self._thread.start()
+        deadline = time.monotonic() + BATCH_TIMEOUT_S
+        while True:
+            if self._error is not None:
+                raise RuntimeError(f"batch prefetch failed: {type(self._error).__name__}: {self._error}")
+            try:
+                return self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no batch from the replay store in {BATCH_TIMEOUT_S:.0f} s") from None
+
+    # -- training ------------------------------------------------------------------------
+
+    def train(self, n: int) -> dict:
+        """Run `n` updates. Returns the mean of their metrics, summed time/FLOPs/tokens, the
+        update counter, learner utilization so far, and the latest published weights."""
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        trained = 0
+        wait = 0.0
+        for _ in range(n):
+            t0 = time.perf_counter()
+            batch, tensors = self._next_batch()
+            wait += time.perf_counter() - t0
+            metrics = self.learner.step(batch, tensors)
+            trained += int(batch.mask.sum())
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if self.learner.updates % self.weights_every == 0:
+                self.publish()
+        self._wait_s += wait
+        self._busy_s += sums.get("learner/update_s", 0.0)
+        self._train_wall_s += time.perf_counter() - start
+        totals = ("learner/update_s", "learner/flops")
+        means = {k: (v if k in totals else v / max(n, 1)) for k, v in sums.items()}
+        return {
+            "updates": self.learner.updates,
+            "metrics": means,
+            "trained_timesteps": trained,
+            "batch_wait_s": wait,
+            "utilization": self.utilization(),
+            "weights": self.weights(),
+        }
+
+    def utilization(self) -> float:
+        """Share of the wall time spent in train() that went into updates (not waiting for batches)."""
+        return self._busy_s / self._train_wall_s if self._train_wall_s > 0 else 0.0
+
+    # -- weights -------------------------------------------------------------------------
+
+    def publish(self) -> tuple[int, list]:
+        """Put the current weights in the object store once; returns (version, [ref])."""
+        # The ref travels inside a list so Ray hands it on as a reference: each rollout
+        # actor fetches the weights itself, from its node's object store.
+        self._published = (self.learner.updates, [ray.put(self.learner.weights())])
+        return self._published
+
+    def weights(self) -> tuple[int, list]:
+        """The latest published (version, [ref]), publishing now if nothing was published yet."""
+        return self._published if self._published is not None else self.publish()
+
+    def set_observation_stats(self, stats: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Per-task observation normalization {task index: (mean, std)}; republishes the weights."""
+        for i, (mean, std) in stats.items():
+            # Arrays arrive read-only from the object store; the model keeps its own copies.
+            self.learner.model.set_observation_stats(i, np.array(mean), np.array(std))
+        self.publish()
+
+    def get_updates(self) -> int:
+        return self.learner.updates
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save(self, directory: str) -> None:
+        self.learner.save(Path(directory))
+
+    def load(self, directory: str) -> int:
+        """Restore a checkpoint; returns its update count."""
+        self.learner.load(Path(directory))
+        self.publish()
+        return self.learner.updates
+
+    def export_weights(self, path: str) -> None:
+        self.learner.export_weights(Path(path))
+
+    def stop(self) -> None:
+        """End the prefetch thread (before the actor is killed or the process exits)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)

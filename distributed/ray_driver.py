@@ -1,0 +1,390 @@
+"""The training run on Ray: the serial runner's pieces as actors, working at the same time.
+
+    runner = RayRunner(cfg, run_dir, resume=False, address=None)   # None: embedded local Ray
+    summary = runner.run()
+
+Placement (custom resources, so one file serves a laptop and a cluster; see cluster.yaml):
+- replay store: a threaded actor (many writers and the learner's prefetch at once), no CPU,
+  a sliver of `frontier_learner`, so it sits on the learner's node next to `replay/`;
+- learner: `LearnerService`, one GPU when the cluster has one, a sliver of `frontier_learner`;
+- rollout actors (explore and eval modes): one CPU and one `frontier_rollout` each, spread
+  over the nodes, restarted by Ray when they die (`max_restarts=-1`);
+- expert collection: one call per task name, spread over the rollout actors, writing into the
+  replay store.
+
+Flow: experts -> observation statistics -> offline pretraining -> online: every exploration
+actor loops `collect_into` (whole episodes in chunks, straight to the replay store, with the
+newest weights reference) while the learner trains in chunks of at most `weights_every`
+updates; evaluation runs on the eval actors every `train.eval_every` updates without stopping
+training; checkpoints every `checkpoint_every` updates; a final evaluation; model.safetensors.
+
+Faults: a rollout actor call that fails with `RayActorError` counts one actor restart in
+`summary.json` and is resubmitted; the restarted actor gets the weights with its next call
+(every call carries the newest weights reference, applied only if newer than what the actor has).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray.exceptions import RayActorError
+
+from distributed.config import RunConfig
+from distributed.driver import Runner, observation_stats
+from distributed.learner_service import LearnerService
+from distributed.replay import ReplayStore
+from distributed.rollout import RolloutWorker, collect_expert
+
+LEARNER_RESOURCE = "frontier_learner"
+ROLLOUT_RESOURCE = "frontier_rollout"
+# Share of `frontier_learner` each of the learner and the replay store asks for: both fit on the one node that has it.
+LEARNER_SLIVER = 0.01
+# Seconds between two looks at the in-flight calls when none has finished.
+POLL_S = 1.0
+# Seconds to wait at the end for in-flight exploration chunks (their episodes are already acknowledged).
+DRAIN_S = 60.0
+
+
+@dataclass
+class EpisodeResult:
+    """What the driver logs of an episode a rollout actor produced (the episode itself went to the store)."""
+
+    task: str
+    ret: float
+
+
+class RayRolloutWorker(RolloutWorker):
+    """RolloutWorker with the calls a remote actor needs: weights by reference, episodes sent
+    straight to the replay store actor, and its process id (fault tests)."""
+
+    def _sync_weights(self, version: int, box: list) -> None:
+        if version > self.weights_version:
+            self.set_weights(version, ray.get(box[0]))
+
+    def collect_into(self, replay, min_steps: int, version: int, box: list) -> dict:
+        """Explore for at least `min_steps` env steps; store the finished episodes; report them."""
+        self._sync_weights(version, box)
+        before = self.counters()
+        episodes = self.collect(min_steps)
+        acknowledged = ray.get(replay.add.remote(episodes)) if episodes else 0
+        return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "acknowledged": acknowledged,
+                "before": before, "after": self.counters(), "weights_version": self.weights_version}
+
+    def evaluate_with(self, episodes_per_task: int, version: int, box: list) -> dict:
+        """Evaluate with the given weights; report the episodes' returns."""
+        self._sync_weights(version, box)
+        before = self.counters()
+        episodes = self.evaluate(episodes_per_task)
+        return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "before": before,
+                "after": self.counters(), "weights_version": self.weights_version}
+
+    def collect_expert_into(self, replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, int, float]:
+        """Expert episodes of `task` into the replay store (offline); returns (episodes, env_steps, cpu_s)."""
+        eps, steps, cpu = collect_expert(task, kind, episodes, seed)
+        return ray.get(replay.add.remote(eps, offline=True)), steps, cpu
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+def _next_multiple(n: int, k: int) -> int:
+    return (n // k + 1) * k
+
+
+class RayRunner(Runner):
+    """Replay store, learner and rollout actors on a Ray cluster (or an embedded local instance)."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, address: str | None = None,
+                 live: bool | None = None):
+        super().__init__(cfg, run_dir, resume, live)
+        self._owns_ray = False
+        self.explorers: list = []
+        self.evaluators: list = []
+        self.eval_groups: list[list[str]] = []
+        self.acknowledged_episodes = 0  # episodes the replay store acknowledged to this driver
+        self.explore_versions: list[tuple[int, int]] = []  # (explorer, weights version) per exploration chunk
+        self._eval_pending: dict = {}  # in-flight evaluation call -> (eval actor, episodes per task)
+        self._eval_results: list[EpisodeResult] = []  # episodes of the evaluation in flight, so far
+        self._explore_pending: dict = {}  # in-flight exploration call -> explorer
+        try:
+            self._connect(address)
+            self._place()
+            if resume:
+                restored = ray.get(self.replay.restore.remote())
+                stats = ray.get(self.replay.stats.remote())
+                # Expert data acknowledged before a crash is in replay/: never collect it twice.
+                self.state.experts_done |= any(v["offline_timesteps"] for v in stats.values())
+                if self.resume_from is not None:
+                    self.state.updates = ray.get(self.learner.load.remote(str(self.resume_from)))
+                print(f"resumed {self.run_dir}: {self.state.updates} updates, {restored} episodes restored",
+                      flush=True)
+        except BaseException:
+            self.monitor.close()
+            self._shutdown()
+            raise
+
+    # -- Ray and placement ---------------------------------------------------------------
+
+    def _connect(self, address: str | None) -> None:
+        if ray.is_initialized():  # a caller (a test, a notebook) already set Ray up
+            return
+        if address:
+            ray.init(address=address)
+        else:
+            r = self.cfg.rollout
+            # Logical CPUs: at least one per actor, or the last actors would never be placed on a small machine.
+            ray.init(num_cpus=max(os.cpu_count() or 1, 1 + r.explore_workers + r.eval_workers),
+                     include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 1000})
+        self._owns_ray = True
+
+    def _shutdown(self) -> None:
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self._owns_ray = False
+
+    def _place(self) -> None:
+        cfg = self.cfg
+        resources = ray.cluster_resources()
+        custom = LEARNER_RESOURCE in resources and ROLLOUT_RESOURCE in resources
+        if not custom:
+            print(f"warning: the Ray cluster has no '{LEARNER_RESOURCE}'/'{ROLLOUT_RESOURCE}' resources "
+                  f"(see cluster.yaml); placing actors by CPU/GPU only", flush=True)
+        learner_res = {LEARNER_RESOURCE: LEARNER_SLIVER} if custom else {}
+        self._rollout_res = {ROLLOUT_RESOURCE: 1} if custom else {}
+        self.replay = ray.remote(num_cpus=0, max_concurrency=8, resources=learner_res)(ReplayStore).remote(
+            self.infos, cfg.replay.capacity, cfg.replay.offline_share, cfg.model.context_len,
+            cfg.replay.task_weights, str(self.run_dir / "replay"), seed=cfg.seed)
+        gpu = resources.get("GPU", 0) >= 1
+        self.learner = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=learner_res)(LearnerService).remote(
+            cfg.model, self.infos, cfg.learner, cfg.seed, self.replay, cfg.train.batch_size, cfg.rollout.weights_every)
+
+    def _rollout_actor(self, tasks: list[str], mode: str, num_envs: int, index: int):
+        # max_task_retries=0: a failed call comes back to the driver, which counts the restart
+        # and resubmits it with the newest weights.
+        cls = ray.remote(num_cpus=1, resources=self._rollout_res, max_restarts=-1, max_task_retries=0,
+                         scheduling_strategy="SPREAD")(RayRolloutWorker)
+        return cls.remote(tasks, self.cfg.tasks, self.cfg.model, mode, num_envs, self.cfg.seed, index)
+
+    def _start_rollouts(self) -> None:
+        cfg, r = self.cfg, self.cfg.rollout
+        n = len(cfg.tasks)
+        per_worker = max(1, math.ceil(r.envs_per_worker / n)) * n
+        self.explorers = [self._rollout_actor(cfg.tasks, "explore", per_worker, i) for i in range(r.explore_workers)]
+        # Eval actors split the tasks between them; each runs all of its tasks side by side.
+        groups = [cfg.tasks[i::r.eval_workers] for i in range(min(r.eval_workers, n))]
+        self.eval_groups = groups
+        self.evaluators = [
+            self._rollout_actor(g, "eval", max(1, math.ceil(r.envs_per_worker / len(g))) * len(g),
+                                r.explore_workers + i)
+            for i, g in enumerate(groups)
+        ]
+
+    # -- Runner hooks --------------------------------------------------------------------
+
+    def save_learner(self, directory: Path) -> None:
+        ray.get(self.learner.save.remote(str(directory)))
+
+    def _tick(self, phase: str) -> None:
+        s = self.state
+        self.monitor.status(phase, s.updates, self.planned_updates, s.env_steps, self.wall_s)
+        if time.monotonic() - self._last_summary > self.cfg.summary_every_s:
+            self.monitor.replay(ray.get(self.replay.stats.remote()), s.env_steps)
+            self.write_summary("running")
+
+    # -- the pieces ----------------------------------------------------------------------
+
+    def collect_experts(self) -> None:
+        """One call per task, spread over all rollout actors (explore and eval), straight into the store."""
+        cfg = self.cfg
+        actors = self.explorers + self.evaluators
+        pending = {}
+
+        def submit(i: int) -> None:
+            spec = self.specs[i]
+            kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
+            ref = actors[i % len(actors)].collect_expert_into.remote(
+                self.replay, spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
+            pending[ref] = (i, kind)
+
+        for i in range(len(self.specs)):
+            submit(i)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                i, kind = pending.pop(ref)
+                try:
+                    n, steps, cpu = ray.get(ref)
+                except RayActorError:
+                    self.state.actor_restarts += 1
+                    submit(i)
+                    continue
+                self.state.add_steps(kind, steps)
+                self.state.actor_cpu_s += cpu
+                self.acknowledged_episodes += n
+            self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
+        self.state.experts_done = True
+
+    def set_observation_stats(self) -> None:
+        stats = {}
+        for i, info in enumerate(self.infos):
+            if not getattr(info.observation, "is_image", True) and hasattr(info.observation, "shape"):
+                stats[i] = observation_stats(ray.get(self.replay.episodes.remote(info.name)))
+        ray.get(self.learner.set_observation_stats.remote(stats))
+
+    def _chunk(self) -> int:
+        """Updates in the next train call: up to the next weights, evaluation, checkpoint or phase boundary."""
+        cfg, u = self.cfg, self.state.updates
+        stops = [self.planned_updates, _next_multiple(u, cfg.rollout.weights_every),
+                 _next_multiple(u, cfg.train.eval_every), _next_multiple(u, cfg.checkpoint_every)]
+        if u < cfg.train.pretrain_updates:
+            stops.append(cfg.train.pretrain_updates)
+        return min(stops) - u
+
+    def _trained(self, result: dict, phase: str) -> None:
+        """Book a finished train call; evaluate and checkpoint on their schedules."""
+        s = self.state
+        s.updates = result["updates"]
+        self._weights = result["weights"]
+        m = result["metrics"]
+        self.account_update(m, result["trained_timesteps"])
+        scalars = {k: v for k, v in m.items() if k not in ("learner/update_s", "learner/flops")}
+        scalars["learner/utilization"] = result["utilization"]
+        scalars["learner/batch_wait_s"] = result["batch_wait_s"]
+        self.monitor.scalars(scalars, s.env_steps)
+        if s.updates % self.cfg.train.eval_every == 0 and s.updates < self.planned_updates:
+            self._start_eval(self.cfg.train.eval_episodes)
+        if s.updates % self.cfg.checkpoint_every == 0:
+            self.checkpoint()
+        self._tick(phase)
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def _start_eval(self, episodes: int) -> None:
+        """Launch an evaluation on every eval actor unless one is still running."""
+        if self._eval_pending:
+            return
+        version, box = self._weights
+        for i, actor in enumerate(self.evaluators):
+            self._eval_pending[actor.evaluate_with.remote(episodes, version, box)] = (i, episodes)
+
+    def _eval_done(self, ref) -> None:
+        i, episodes = self._eval_pending.pop(ref)
+        try:
+            out = ray.get(ref)
+        except RayActorError:
+            self.state.actor_restarts += 1
+            version, box = self._weights
+            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box)] = (i, episodes)
+            return
+        self.account(out["before"], out["after"], "eval")
+        self._eval_results.extend(out["episodes"])
+        if not self._eval_pending:  # every group reported: one evaluation point for all tasks
+            self.record_episodes(self._eval_results, "eval")
+            self._eval_results = []
+
+    def evaluate(self, episodes: int) -> None:
+        """Blocking evaluation (the final one): waits for any running one, then runs a fresh one."""
+        while self._eval_pending:
+            self._eval_done(ray.wait(list(self._eval_pending), num_returns=1)[0][0])
+        self._start_eval(episodes)
+        while self._eval_pending:
+            self._eval_done(ray.wait(list(self._eval_pending), num_returns=1)[0][0])
+
+    # -- exploration ---------------------------------------------------------------------
+
+    def _start_explore(self, i: int) -> None:
+        version, box = self._weights
+        ref = self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round, version, box)
+        self._explore_pending[ref] = i
+
+    def _explore_done(self, ref, resubmit: bool) -> None:
+        i = self._explore_pending.pop(ref)
+        try:
+            out = ray.get(ref)
+        except RayActorError:
+            # The actor died (process killed, node lost): Ray restarts it; what it had not
+            # yet handed to the replay store is lost; the next call re-sends the weights.
+            self.state.actor_restarts += 1
+        else:
+            self.account(out["before"], out["after"], "explore")
+            self.acknowledged_episodes += out["acknowledged"]
+            self.explore_versions.append((i, out["weights_version"]))
+            self.record_episodes(out["episodes"], "explore")
+        if resubmit:
+            self._start_explore(i)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        try:
+            return self.finish(self._loop)
+        finally:
+            self._stop_actors()
+            self._shutdown()
+
+    def _stop_actors(self) -> None:
+        if ray.is_initialized() and hasattr(self, "learner"):
+            try:
+                ray.get(self.learner.stop.remote(), timeout=10)
+            except Exception:  # the learner is gone already: nothing to stop
+                pass
+
+    def _loop(self) -> None:
+        cfg, s = self.cfg, self.state
+        self._start_rollouts()
+        if not s.experts_done:
+            self.collect_experts()
+        if self.resume_from is None:  # a checkpoint carries the statistics inside the model
+            self.set_observation_stats()
+        self._weights = ray.get(self.learner.weights.remote())
+
+        # Offline pretraining: the learner alone (evaluations run beside it on their schedule).
+        while s.updates < cfg.train.pretrain_updates:
+            train = self.learner.train.remote(self._chunk())
+            while True:
+                ready, _ = ray.wait([train, *self._eval_pending], num_returns=1)
+                if ready[0] == train:
+                    break
+                self._eval_done(ready[0])
+            self._trained(ray.get(train), "pretrain")
+
+        # Online: exploration actors and the learner run at the same time, from the moment
+        # every explorer is up (else early updates would train on expert data alone).
+        ray.wait([a.pid.remote() for a in self.explorers], num_returns=len(self.explorers))
+        train = None
+        if s.updates < self.planned_updates:
+            for i in range(len(self.explorers)):
+                self._start_explore(i)
+            train = self.learner.train.remote(self._chunk())
+        while train is not None:
+            ready, _ = ray.wait([train, *self._explore_pending, *self._eval_pending], num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                if ref == train:
+                    self._trained(ray.get(train), "online")
+                    out_of_time = cfg.train.max_wall_s and self.wall_s > cfg.train.max_wall_s
+                    done = s.updates >= self.planned_updates or out_of_time
+                    train = None if done else self.learner.train.remote(self._chunk())
+                elif ref in self._explore_pending:
+                    self._explore_done(ref, resubmit=True)
+                else:
+                    self._eval_done(ref)
+            self._tick("online")
+
+        # Let the last exploration chunks land: their episodes are in the store, count their steps.
+        deadline = time.monotonic() + DRAIN_S
+        while self._explore_pending and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(self._explore_pending), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                self._explore_done(ref, resubmit=False)
+        self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
+        self._weights = ray.get(self.learner.publish.remote())
+        self.evaluate(cfg.train.final_eval_episodes)
+        self.monitor.replay(ray.get(self.replay.stats.remote()), s.env_steps)
+        ray.get(self.learner.export_weights.remote(str(self.run_dir / "model.safetensors")))

@@ -1,0 +1,111 @@
+"""The Ray actor-learner on one embedded Ray instance shared by the module: a short run, the
+weights the exploration actors use, and a rollout actor killed mid-run."""
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+import ray
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
+from distributed.replay import read_shards
+from distributed.monitor import tag_name
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    torch.set_num_threads(1)
+    # Logical CPUs for the learner, two explorers and one evaluator on this small machine.
+    ray.init(num_cpus=4, include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 100},
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def explore_versions_in_replay(run_dir):
+    """Weights version of every exploration episode, in the order the store acknowledged them."""
+    versions = []
+    for _, episodes, offline in read_shards(run_dir / "replay"):
+        if not offline:
+            versions += [int(e.source["policy"].split("@")[1]) for e in episodes]
+    return versions
+
+
+def test_short_run_writes_summary_tensorboard_and_replay(tiny_config, tmp_path):
+    cfg = tiny_config()
+    runner = RayRunner(cfg, tmp_path, live=False)
+    summary = runner.run()
+    assert summary["status"] == "finished"
+    assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates
+    assert summary == json.loads((tmp_path / "summary.json").read_text())
+    assert summary["compute"]["env_steps_by_source"]["explore"] > 0
+    assert summary["compute"]["learner_flops"] > 0 and summary["throughput"]["learner_utilization"] > 0
+    for task in cfg.tasks:
+        assert summary["tasks"][task]["eval_episodes"] == cfg.train.final_eval_episodes
+    assert (tmp_path / "model.safetensors").is_file()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir())[-1] == "ckpt-00000120"
+
+    # TensorBoard's own reader finds an evaluation return for every task of the run.
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for task in cfg.tasks:
+        assert f"return/{tag_name(task)}" in tags
+        assert f"normalized/{tag_name(task)}" in tags
+    assert any(t.startswith("loss/") for t in tags)
+
+    # Every episode the store acknowledged is on disk.
+    stats = ray.get(runner.replay.stats.remote())
+    on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
+    assert on_disk == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes > 0
+
+
+def test_exploration_weights_version_advances(tiny_config, tmp_path):
+    cfg = tiny_config("train.online_updates=200")
+    runner = RayRunner(cfg, tmp_path, live=False)
+    assert runner.run()["status"] == "finished"
+    # The actors report the version they collected with; the episodes in replay/ carry it too.
+    for i in range(cfg.rollout.explore_workers):
+        versions = [v for actor, v in runner.explore_versions if actor == i]
+        assert versions == sorted(versions), versions  # an actor never goes back to older weights
+        assert versions[0] >= cfg.train.pretrain_updates  # pretrained weights, not the random init
+        assert versions[-1] > versions[0], versions
+    in_replay = explore_versions_in_replay(tmp_path)
+    assert len(set(in_replay)) >= 3
+    assert all(v % cfg.rollout.weights_every == 0 for v in in_replay)  # only published versions
+
+
+def _kill_explorer_when_online(runner, pretrain_updates, killed):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if runner.explorers and runner.state.updates >= pretrain_updates + 20 and runner.explore_versions:
+            pid = ray.get(runner.explorers[0].pid.remote())
+            killed["chunks_before"] = len(runner.explore_versions)
+            killed["updates"] = runner.state.updates
+            os.kill(pid, signal.SIGKILL)
+            killed["pid"] = pid
+            return
+        time.sleep(0.05)
+
+
+def test_sigkilled_rollout_actor_is_restarted_and_run_completes(tiny_config, tmp_path):
+    cfg = tiny_config("train.online_updates=300")
+    runner = RayRunner(cfg, tmp_path, live=False)
+    killed = {}
+    killer = threading.Thread(target=_kill_explorer_when_online, args=(runner, cfg.train.pretrain_updates, killed))
+    killer.start()
+    summary = runner.run()
+    killer.join()
+    assert "pid" in killed, "the run ended before the actor could be killed"
+    assert summary["status"] == "finished"
+    assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates
+    assert summary["learner_updates"] > killed["updates"]
+    assert summary["faults"]["actor_restarts"] >= 1
+    # Ray restarted the actor in a new process, and it went on collecting with fresh weights.
+    assert ray.get(runner.explorers[0].pid.remote()) != killed["pid"]
+    later = [v for actor, v in runner.explore_versions[killed["chunks_before"]:] if actor == 0]
+    assert later and min(later) >= cfg.train.pretrain_updates
