@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -52,6 +53,9 @@ class LearnerService:
         if weights_every < 1 or batch_size < 1 or prefetch < 1:
             raise ValueError(f"weights_every, batch_size and prefetch must be >= 1, got "
                              f"{weights_every}, {batch_size}, {prefetch}")
+        # Batches arrive as read-only views of the object store; torch warns about wrapping
+        # them, but nothing writes to a batch.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.learner = Learner(model_cfg, tasks, learner_cfg, seed=seed)
         self.replay = replay
         self.batch_size = batch_size
