@@ -191,6 +191,12 @@ class RayRunner(Runner):
     def save_learner(self, directory: Path) -> None:
         ray.get(self.learner.save.remote(str(directory)))
 
+    def checkpoint(self) -> Path:
+        # After Ctrl-C a train call may still be running: the learner finishes it before it
+        # answers, so the checkpoint is named and counted by the updates it really holds.
+        self.state.updates = ray.get(self.learner.get_updates.remote())
+        return super().checkpoint()
+
     def _tick(self, phase: str) -> None:
         s = self.state
         self.monitor.status(phase, s.updates, self.planned_updates, s.env_steps, self.wall_s)
