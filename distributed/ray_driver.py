@@ -107,7 +107,6 @@ class RayRunner(Runner):
         self._owns_ray = False
         self.explorers: list = []
         self.evaluators: list = []
-        self.eval_groups: list[list[str]] = []
         self.acknowledged_episodes = 0  # episodes the replay store acknowledged to this driver
         self.explore_versions: list[tuple[int, int]] = []  # (explorer, weights version) per exploration chunk
         self._eval_pending: dict = {}  # in-flight evaluation call -> (eval actor, episodes per task)
@@ -179,7 +178,6 @@ class RayRunner(Runner):
         self.explorers = [self._rollout_actor(cfg.tasks, "explore", per_worker, i) for i in range(r.explore_workers)]
         # Eval actors split the tasks between them; each runs all of its tasks side by side.
         groups = [cfg.tasks[i::r.eval_workers] for i in range(min(r.eval_workers, n))]
-        self.eval_groups = groups
         self.evaluators = [
             self._rollout_actor(g, "eval", max(1, math.ceil(r.envs_per_worker / len(g))) * len(g),
                                 r.explore_workers + i)

@@ -6,14 +6,18 @@ import signal
 import threading
 import time
 
+import numpy as np
 import pytest
 import ray
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
-from distributed.replay import read_shards
+from distributed.learner_service import LearnerService
 from distributed.monitor import tag_name
+from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
+from distributed.replay import ReplayStore, read_shards
+from distributed.rollout import collect_expert
+from envs.registry import get_task
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -24,6 +28,32 @@ def ray_instance():
              log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def test_learner_service_prefetches_trains_publishes_and_checkpoints(tiny_config, tmp_path):
+    cfg = tiny_config()
+    infos = [get_task(t).info() for t in cfg.tasks]
+    replay = ray.remote(max_concurrency=4)(ReplayStore).remote(infos, 10_000, 0.5, cfg.model.context_len)
+    for task in cfg.tasks:
+        ray.get(replay.add.remote(collect_expert(task, "scripted", 2, 0)[0], offline=True))
+    make = ray.remote(LearnerService)
+    service = make.remote(cfg.model, infos, cfg.learner, 0, replay, batch_size=8, weights_every=5)
+    out = ray.get(service.train.remote(12))
+    assert out["updates"] == 12 and out["trained_timesteps"] > 0
+    assert np.isfinite(out["metrics"]["loss/total"]) and 0 < out["utilization"] <= 1
+    version, (published,) = out["weights"]
+    assert version == 10  # the last multiple of weights_every, not the current update
+    ray.get(service.save.remote(str(tmp_path)))
+    restored = make.remote(cfg.model, infos, cfg.learner, 1, replay, batch_size=8, weights_every=5)
+    assert ray.get(restored.load.remote(str(tmp_path))) == 12
+    version, (current,) = ray.get(restored.weights.remote())
+    assert version == 12
+    at_10, at_12 = ray.get(published), ray.get(current)
+    # A published version is a snapshot: two more updates moved the weights after it.
+    assert at_10.keys() == at_12.keys()
+    assert any(not torch.equal(at_10[k], at_12[k]) for k in at_10)
+    for actor in (service, restored):
+        ray.get(actor.stop.remote())
 
 
 def explore_versions_in_replay(run_dir):
