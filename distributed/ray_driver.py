@@ -18,9 +18,11 @@ newest weights reference) while the learner trains in chunks of at most `weights
 updates; evaluation runs on the eval actors every `train.eval_every` updates without stopping
 training; checkpoints every `checkpoint_every` updates; a final evaluation; model.safetensors.
 
-Faults: a rollout actor call that fails with `RayActorError` counts one actor restart in
-`summary.json` and is resubmitted; the restarted actor gets the weights with its next call
-(every call carries the newest weights reference, applied only if newer than what the actor has).
+Faults: a rollout actor call that fails with `RayActorError` (the actor died and is being
+restarted, or is unreachable) is resubmitted after a pause; the restarted actor gets the
+weights with that call (every call carries the newest weights reference, applied only if newer
+than what the actor has). `summary.json` counts restarts as Ray's control store records them,
+so one death is one restart however many calls it fails.
 """
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ LEARNER_SLIVER = 0.01
 POLL_S = 1.0
 # Seconds to wait at the end for in-flight exploration chunks (their episodes are already acknowledged).
 DRAIN_S = 60.0
+# Seconds between a failed rollout call and its resubmission (the actor is restarting meanwhile).
+RETRY_S = 1.0
+# Seconds a rollout actor may keep failing before the run gives up on it.
+RESTART_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -112,6 +118,9 @@ class RayRunner(Runner):
         self._eval_pending: dict = {}  # in-flight evaluation call -> (eval actor, episodes per task)
         self._eval_results: list[EpisodeResult] = []  # episodes of the evaluation in flight, so far
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
+        self._explore_retry: dict[int, float] = {}  # explorer whose call failed -> when to resubmit
+        self._failing_since: dict = {}  # actor handle -> time of its first failed call in a row
+        self._restarts_before = self.state.actor_restarts  # restarts of earlier sessions of a resumed run
         try:
             self._connect(address)
             self._place()
@@ -165,8 +174,8 @@ class RayRunner(Runner):
             cfg.model, self.infos, cfg.learner, cfg.seed, self.replay, cfg.train.batch_size, cfg.rollout.weights_every)
 
     def _rollout_actor(self, tasks: list[str], mode: str, num_envs: int, index: int):
-        # max_task_retries=0: a failed call comes back to the driver, which counts the restart
-        # and resubmits it with the newest weights.
+        # max_task_retries=0: a failed call comes back to the driver, which resubmits it with
+        # the newest weights (Ray would retry it with the ones it first carried).
         cls = ray.remote(num_cpus=1, resources=self._rollout_res, max_restarts=-1, max_task_retries=0,
                          scheduling_strategy="SPREAD")(RayRolloutWorker)
         return cls.remote(tasks, self.cfg.tasks, self.cfg.model, mode, num_envs, self.cfg.seed, index)
@@ -194,6 +203,27 @@ class RayRunner(Runner):
         # answers, so the checkpoint is named and counted by the updates it really holds.
         self.state.updates = ray.get(self.learner.get_updates.remote())
         return super().checkpoint()
+
+    def write_summary(self, status: str, **extra) -> dict:
+        self._count_restarts()
+        return super().write_summary(status, **extra)
+
+    def _count_restarts(self) -> None:
+        """Rollout actor restarts, from Ray's control store (GCS)."""
+        # ray.util.state would serve the same number through the dashboard, which the
+        # embedded instance does not start; the GCS table is always there.
+        try:
+            current = sum(ray._private.state.actors(actor_id=a._actor_id.hex())["NumRestarts"]
+                          for a in self.explorers + self.evaluators)
+        except Exception:  # Ray already shut down: keep the last count
+            return
+        self.state.actor_restarts = self._restarts_before + current
+
+    def _failed(self, actor) -> None:
+        """A call on `actor` failed; raise if the actor has not come back for RESTART_TIMEOUT_S."""
+        first = self._failing_since.setdefault(actor, time.monotonic())
+        if time.monotonic() - first > RESTART_TIMEOUT_S:
+            raise RuntimeError(f"rollout actor {actor} has failed every call for {RESTART_TIMEOUT_S:.0f} s")
 
     def _tick(self, phase: str) -> None:
         s = self.state
@@ -226,9 +256,11 @@ class RayRunner(Runner):
                 try:
                     n, steps, cpu = ray.get(ref)
                 except RayActorError:
-                    self.state.actor_restarts += 1
+                    self._failed(actors[i % len(actors)])
+                    time.sleep(RETRY_S)
                     submit(i)
                     continue
+                self._failing_since.pop(actors[i % len(actors)], None)
                 self.state.add_steps(kind, steps)
                 self.state.actor_cpu_s += cpu
                 self.acknowledged_episodes += n
@@ -283,10 +315,12 @@ class RayRunner(Runner):
         try:
             out = ray.get(ref)
         except RayActorError:
-            self.state.actor_restarts += 1
+            self._failed(self.evaluators[i])
+            time.sleep(RETRY_S)  # rare; the learner's current chunk keeps it busy meanwhile
             version, box = self._weights
             self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box)] = (i, episodes)
             return
+        self._failing_since.pop(self.evaluators[i], None)
         self.account(out["before"], out["after"], "eval")
         self._eval_results.extend(out["episodes"])
         if not self._eval_pending:  # every group reported: one evaluation point for all tasks
@@ -315,12 +349,15 @@ class RayRunner(Runner):
         except RayActorError:
             # The actor died (process killed, node lost): Ray restarts it; what it had not
             # yet handed to the replay store is lost; the next call re-sends the weights.
-            self.state.actor_restarts += 1
-        else:
-            self.account(out["before"], out["after"], "explore")
-            self.acknowledged_episodes += out["acknowledged"]
-            self.explore_versions.append((i, out["weights_version"]))
-            self.record_episodes(out["episodes"], "explore")
+            self._failed(self.explorers[i])
+            if resubmit:
+                self._explore_retry[i] = time.monotonic() + RETRY_S
+            return
+        self._failing_since.pop(self.explorers[i], None)
+        self.account(out["before"], out["after"], "explore")
+        self.acknowledged_episodes += out["acknowledged"]
+        self.explore_versions.append((i, out["weights_version"]))
+        self.record_episodes(out["episodes"], "explore")
         if resubmit:
             self._start_explore(i)
 
@@ -369,6 +406,10 @@ class RayRunner(Runner):
             train = self.learner.train.remote(self._chunk())
         while train is not None:
             ready, _ = ray.wait([train, *self._explore_pending, *self._eval_pending], num_returns=1, timeout=POLL_S)
+            for i, due in list(self._explore_retry.items()):
+                if time.monotonic() >= due:
+                    del self._explore_retry[i]
+                    self._start_explore(i)
             for ref in ready:
                 if ref == train:
                     self._trained(ray.get(train), "online")
