@@ -35,6 +35,10 @@ class LearnerConfig:
     warmup_updates: int = 500  # updates of linear learning-rate warmup from lr/warmup_updates to lr
     grad_clip: float = 0.25  # max global gradient norm of the model parameters
     temperature_lr: float = 1e-4  # Adam learning rate of the per-task log temperature (ODT)
+    # beta of beta-NLL for continuous actions (0: ODT's plain NLL). With plain NLL the squashed
+    # Gaussian can settle on a wide, mean-zero fit of saturating (bang-bang) expert actions;
+    # 1 gives the mean a squared-error gradient.
+    nll_beta: float = 1.0
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
     bf16: bool = True  # bf16 autocast for forward and loss; used on CUDA only
     compile: bool = False  # torch.compile the model's forward
@@ -44,6 +48,8 @@ class LearnerConfig:
             raise ValueError(f"learning rates must be > 0, got lr={self.lr}, temperature_lr={self.temperature_lr}")
         if self.warmup_updates < 0:
             raise ValueError(f"warmup_updates must be >= 0, got {self.warmup_updates}")
+        if self.nll_beta < 0:
+            raise ValueError(f"nll_beta must be >= 0, got {self.nll_beta}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
 
@@ -103,7 +109,7 @@ class Learner:
             tensors = batch_to_tensors(batch, self.device)
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
-            loss, temperature_loss, metrics = odt_loss(self._forward_model, tensors)
+            loss, temperature_loss, metrics = odt_loss(self._forward_model, tensors, self.cfg.nll_beta)
         self.optimizer.zero_grad(set_to_none=True)
         self.temperature_optimizer.zero_grad(set_to_none=True)
         # The two losses touch disjoint parameters (see odt_loss), so one backward serves both.

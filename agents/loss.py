@@ -2,7 +2,8 @@
 
 Per task i present in the batch, over its real (unmasked) steps:
 
-    policy:      NLL_i - alpha_i.detach() * H_i          (max-likelihood plus an entropy bonus)
+    policy:      NLL_i - alpha_i.detach() * H_i          (max-likelihood plus an entropy bonus;
+                                                          beta-NLL for continuous actions if asked)
     temperature: alpha_i * (H_i - target_i).detach()     (alpha grows when H falls below target)
 
 with alpha_i = exp(log_temperature[i]). Both sum over the real steps of every task and
@@ -16,8 +17,13 @@ import torch
 from agents.model import DecisionTransformer
 
 
-def odt_loss(model: DecisionTransformer, tensors: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+def odt_loss(
+    model: DecisionTransformer, tensors: dict, nll_beta: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Returns (policy loss, temperature loss, metrics).
+
+    `nll_beta` weighs the continuous-action NLL as beta-NLL (see SquashedGaussian.log_prob);
+    0 is ODT's plain NLL. The reported nll metrics are always the plain NLL.
 
     `tensors` is what `batch_to_tensors` returns. The policy loss has no gradient into
     log_temperature and the temperature loss has gradient ONLY into it, so the caller may
@@ -43,12 +49,13 @@ def odt_loss(model: DecisionTransformer, tensors: dict) -> tuple[torch.Tensor, t
         a = a.reshape(-1, a.shape[-1]) if a.dim() == 3 else a.reshape(-1)  # (B_i*K, A) or (B_i*K,)
         dist = model.action_distribution(i, h.reshape(-1, h.shape[-1]))
         nll = -dist.log_prob(a)  # (B_i*K,); the squashed Gaussian clamps targets away from +-1 itself
+        fit = -dist.log_prob(a, nll_beta) if nll_beta and model.tasks[i].continuous else nll  # (B_i*K,)
         entropy = dist.entropy()  # (B_i*K,)
         n = m.sum().clamp_min(1.0)
         nll_sum = (nll * m).sum()
         entropy_mean = (entropy * m).sum() / n
         alpha = log_temperature[i].exp()
-        policy_loss = policy_loss + nll_sum - alpha.detach() * entropy_mean * n
+        policy_loss = policy_loss + (fit * m).sum() - alpha.detach() * entropy_mean * n
         target = model.tasks[i].entropy_target
         temperature_loss = temperature_loss + n * alpha * (entropy_mean - target).detach()
         nll_sum_all = nll_sum_all + nll_sum

@@ -115,6 +115,8 @@ class Block(nn.Module):
 class VectorEncoder(nn.Module):
     """Normalizes a float vector observation with fixed statistics, then projects it."""
 
+    clip = 10.0  # normalized observations are clipped to [-clip, clip]
+
     def __init__(self, dim: int, embed_dim: int):
         super().__init__()
         # Buffers, not parameters: set from data by `set_observation_stats`, saved with the model.
@@ -123,7 +125,9 @@ class VectorEncoder(nn.Module):
         self.proj = nn.Linear(dim, embed_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.proj((obs.float() - self.obs_mean) / self.obs_std)  # (..., C)
+        # Clipped, as in PPO's observation normalization: states the data never showed stay in range.
+        z = ((obs.float() - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip)
+        return self.proj(z)  # (..., C)
 
 
 class ImageEncoder(nn.Module):
@@ -172,22 +176,31 @@ class ImageEncoder(nn.Module):
 class SquashedGaussian:
     """Diagonal Gaussian followed by tanh, so samples lie in (-1, 1) (ODT's SquashedNormal)."""
 
-    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, eps: float = 1e-6):
+    # Targets are clamped into [-1 + eps, 1 - eps] before atanh. Scripted controllers saturate
+    # at exactly +-1; with a tiny eps those targets land at atanh = +-7.25, far outliers in the
+    # pre-tanh space that pull the fit toward a wide, uninformative Gaussian.
+    target_eps = 1e-2
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
         self.mean = mean  # (N, A)
         self.std = log_std.exp()  # (N, A)
-        self.eps = eps
 
-    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        # Targets at exactly +-1 (clipped expert actions) would give atanh = inf.
-        a = actions.clamp(-1.0 + self.eps, 1.0 - self.eps)
-        return self._log_prob_pre_tanh(torch.atanh(a))
+    def log_prob(self, actions: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+        """log p(actions), (N,). beta > 0 weighs each dimension's term by std.detach()^(2 beta)
+        (beta-NLL, Seitzer et al. 2022): beta = 1 gives the mean a squared-error gradient, so
+        it keeps learning where the predicted std is large."""
+        a = actions.clamp(-1.0 + self.target_eps, 1.0 - self.target_eps)
+        terms = self._log_prob_terms(torch.atanh(a))  # (N, A)
+        if beta:
+            terms = terms * self.std.detach().pow(2.0 * beta)
+        return terms.sum(-1)  # (N,)
 
-    def _log_prob_pre_tanh(self, u: torch.Tensor) -> torch.Tensor:
+    def _log_prob_terms(self, u: torch.Tensor) -> torch.Tensor:
         z = (u - self.mean) / self.std
         normal = -0.5 * z.pow(2) - self.std.log() - 0.5 * math.log(2 * math.pi)  # (N, A)
         # log |d tanh(u) / du| = log(1 - tanh(u)^2), in the numerically stable form.
         log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # (N, A)
-        return (normal - log_det).sum(-1)  # (N,)
+        return normal - log_det  # (N, A)
 
     def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
@@ -204,7 +217,7 @@ class SquashedGaussian:
         noise = torch.randn((n_samples, *self.mean.shape), device=self.mean.device, dtype=self.mean.dtype)
         u = self.mean + self.std * noise  # (S, N, A)
         # Evaluating the density at the pre-tanh sample avoids the atanh(tanh(u)) round trip.
-        return -self._log_prob_pre_tanh(u).mean(0)  # (N,)
+        return -self._log_prob_terms(u).sum(-1).mean(0)  # (N,)
 
 
 class CategoricalHead:
@@ -213,7 +226,8 @@ class CategoricalHead:
     def __init__(self, logits: torch.Tensor):
         self.log_probs = F.log_softmax(logits, dim=-1)  # (N, n)
 
-    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, actions: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+        """log p(actions), (N,); `beta` only concerns continuous heads and is ignored here."""
         return self.log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (N,)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:

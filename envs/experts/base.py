@@ -45,26 +45,39 @@ class ExpertSource:
         return {"kind": self.kind, "policy": self.policy_id, "seed": int(env_seed)}
 
 
-def run_episode(env: gym.Env, controller: Controller, env_seed: int) -> tuple[list, list, list, bool]:
+def run_episode(
+    env: gym.Env, controller: Controller, env_seed: int, noise: float = 0.0
+) -> tuple[list, list, list, bool]:
     """Roll `controller` for one whole episode from reset(seed=env_seed).
 
     The action space is seeded with the same seed, so controllers that sample it (random
     ones) are deterministic too. Returns (observations, actions, rewards, terminated).
+
+    `noise` > 0 perturbs the EXECUTED action (Gaussian of that std for Box actions, a
+    uniform random action with that probability for Discrete) while the controller's own
+    action is RECORDED (DART, Laskey et al. 2017): a precise controller otherwise never
+    leaves a thin tube of states, and a policy imitating it has never seen a correction.
     """
     obs, _ = env.reset(seed=int(env_seed))
     env.action_space.seed(int(env_seed))
+    rng = np.random.default_rng(int(env_seed))
+    box = isinstance(env.action_space, gym.spaces.Box)
     if hasattr(controller, "reset"):
         controller.reset()
     observations, actions, rewards = [], [], []
     while True:
         action = controller(obs, env)
-        if isinstance(env.action_space, gym.spaces.Box):
+        if box:
             action = np.clip(np.asarray(action, dtype=np.float32).reshape(env.action_space.shape), -1.0, 1.0)
+            executed = action
+            if noise > 0:
+                executed = np.clip(action + rng.normal(0.0, noise, action.shape), -1.0, 1.0).astype(np.float32)
         else:
             action = int(action)
+            executed = int(env.action_space.sample()) if noise > 0 and rng.random() < noise else action
         observations.append(obs)
         actions.append(action)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, _ = env.step(executed)
         rewards.append(float(reward))
         if terminated or truncated:
             return observations, actions, rewards, bool(terminated)
@@ -95,17 +108,26 @@ def random_controller(obs: Any, env: gym.Env) -> Any:
 
 
 class PolicyExpert(ExpertSource):
-    """Rolls a controller: hand-engineered controllers now, trained RL policies later."""
+    """Rolls a controller: hand-engineered controllers now, trained RL policies later.
 
-    def __init__(self, spec: TaskSpec, controller: Controller, kind: str, policy_id: str):
+    `noise` > 0 collects DART-style data (see `run_episode`); the provenance records it.
+    """
+
+    def __init__(self, spec: TaskSpec, controller: Controller, kind: str, policy_id: str, noise: float = 0.0):
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
         super().__init__(spec, kind, policy_id)
         self.controller = controller
+        self.noise = noise
+
+    def _source(self, env_seed: int) -> dict:
+        return {**super()._source(env_seed), "noise": self.noise} if self.noise else super()._source(env_seed)
 
     def episodes(self, n: int, seed: int) -> Iterator[Episode]:
         env = self.spec.make_env()
         try:
             for j in range(n):
-                obs, acts, rews, term = run_episode(env, self.controller, seed + j)
+                obs, acts, rews, term = run_episode(env, self.controller, seed + j, self.noise)
                 self.env_steps += len(rews)
                 yield to_episode(self.spec.name, obs, acts, rews, term, self._source(seed + j))
         finally:

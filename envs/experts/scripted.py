@@ -36,6 +36,7 @@ class PendulumController:
 
     max_torque = 2.0
     e_top = 15.0
+    energy_gain = 0.2  # full torque when 5 energy units short of the top
 
     def __call__(self, obs, env) -> np.ndarray:
         cos, sin, theta_dot = (float(v) for v in obs)
@@ -44,9 +45,12 @@ class PendulumController:
             u = -(12.0 * theta + 2.5 * theta_dot)
         else:
             energy = 0.5 * theta_dot**2 + 15.0 * cos
-            # Push along the velocity while short of the top energy; kick if at rest.
+            # Push along the velocity in proportion to the energy still missing (Astrom-Furuta):
+            # full torque far from the top, a smooth approach near it (no bang-bang chatter,
+            # which a policy imitating it could not tell apart from noise). Kick if at rest.
             direction = theta_dot if abs(theta_dot) > 1e-3 else 1.0
-            u = self.max_torque * math.copysign(1.0, direction) * (1.0 if energy < self.e_top else -0.5)
+            gain = np.clip(self.energy_gain * (self.e_top - energy), -1.0, 1.0)
+            u = self.max_torque * math.copysign(1.0, direction) * gain
         return np.array([np.clip(u / self.max_torque, -1.0, 1.0)], dtype=np.float32)
 
 
@@ -248,22 +252,27 @@ class BreakoutBot:
         return 0
 
 
-def make_scripted(controller_factory, policy_id: str, spec: TaskSpec) -> PolicyExpert:
+def make_scripted(controller_factory, policy_id: str, noise: float, spec: TaskSpec) -> PolicyExpert:
     """A scripted expert source: a fresh controller, named `policy_id`."""
-    return PolicyExpert(spec, controller_factory(), kind="scripted", policy_id=policy_id)
+    return PolicyExpert(spec, controller_factory(), kind="scripted", policy_id=policy_id, noise=noise)
 
 
-def scripted(controller_factory, policy_id: str):
-    """Expert factory `spec -> PolicyExpert` for TaskSpec.experts (picklable)."""
-    return partial(make_scripted, controller_factory, policy_id)
+def scripted(controller_factory, policy_id: str, noise: float = 0.0):
+    """Expert factory `spec -> PolicyExpert` for TaskSpec.experts (picklable).
+
+    `noise` > 0 collects DART data (see run_episode): used for the LQR balancers, whose
+    clean episodes never leave the upright state, and for the Pendulum swing-up, whose
+    clean episodes cover the balance region too thinly: imitation would never see a correction.
+    """
+    return partial(make_scripted, controller_factory, policy_id, noise)
 
 
 FACTORIES = {
     "CartPole": scripted(CartPoleController, "cartpole-linear-v1"),
-    "Pendulum": scripted(PendulumController, "pendulum-energy-pd-v1"),
+    "Pendulum": scripted(PendulumController, "pendulum-energy-pd-v1", noise=0.5),
     "Acrobot": scripted(AcrobotController, "acrobot-energy-pump-v1"),
-    "InvertedPendulum": scripted(inverted_pendulum_controller, "inverted-pendulum-lqr-v1"),
-    "InvertedDoublePendulum": scripted(inverted_double_pendulum_controller, "inverted-double-pendulum-lqr-v1"),
+    "InvertedPendulum": scripted(inverted_pendulum_controller, "inverted-pendulum-lqr-v1", noise=0.3),
+    "InvertedDoublePendulum": scripted(inverted_double_pendulum_controller, "inverted-double-pendulum-lqr-v1", noise=0.1),
     "Reacher": scripted(ReacherController, "reacher-ik-pd-v1"),
     "Pong": scripted(PongBot, "pong-ram-intercept-v1"),
     "Breakout": scripted(BreakoutBot, "breakout-ram-tracker-v1"),

@@ -26,18 +26,66 @@ gym.register_envs(ale_py)
 ATARI_MAX_STEPS = 2000
 
 
+class AutoServe(gym.Wrapper):
+    """Breakout waits for FIRE before every ball; this wrapper serves for the agent.
+
+    After a reset and after each lost life it presses FIRE until the ball is in play (RAM
+    byte 101, the ball's y, is 0 while no ball is out; at most `max_presses`, since sticky
+    actions can swallow a press). The DQN-era Atari wrappers did the same at reset
+    (FireReset): a serve is a few frames in thousands, too rare to imitate, and without it a
+    policy that never learned to press FIRE scores nothing. Rewards of the serve steps are
+    added to the step that triggered them.
+    """
+
+    BALL_Y = 101
+    FIRE = 1
+    max_presses = 4
+
+    def _serve(self, obs, reward, terminated, truncated, info):
+        for _ in range(self.max_presses):
+            if terminated or truncated or self.env.unwrapped.ale.getRAM()[self.BALL_Y] != 0:
+                break
+            obs, r, terminated, truncated, info = self.env.step(self.FIRE)
+            reward += float(r)
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        obs, _, _, _, info = self._serve(obs, 0.0, False, False, info)
+        self._lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        if lives < self._lives:
+            obs, reward, terminated, truncated, info = self._serve(obs, float(reward), terminated, truncated, info)
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
+
+
+def breakout_ram(env: gym.Env) -> gym.Env:
+    return ram_to_float(AutoServe(env))
+
+
 def ram_to_float(env: gym.Env) -> gym.Env:
     """uint8 RAM (128,) -> float32 in [0, 1]."""
     space = gym.spaces.Box(0.0, 1.0, env.observation_space.shape, np.float32)
     return gym.wrappers.TransformObservation(env, lambda o: o.astype(np.float32) / 255.0, space)
 
 
-def pixels_84x84x4(env: gym.Env) -> gym.Env:
+def pixels_84x84x4(env: gym.Env, serve: bool = False) -> gym.Env:
     """84x84 gray frames (frame skip 4, max-pooled), stacked 4 deep, as uint8 (H, W, C)."""
     env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True, noop_max=30)
+    if serve:
+        env = AutoServe(env)
     env = gym.wrappers.FrameStackObservation(env, 4)  # (4, 84, 84)
     space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
     return gym.wrappers.TransformObservation(env, lambda o: np.ascontiguousarray(np.moveaxis(np.asarray(o), 0, -1)), space)
+
+
+def breakout_pixels(env: gym.Env) -> gym.Env:
+    return pixels_84x84x4(env, serve=True)
 
 
 def tasks() -> list[TaskSpec]:
@@ -54,6 +102,7 @@ def tasks() -> list[TaskSpec]:
         "ALE/Breakout-ram-v5": (1.4, 39.6),
         "ALE/Breakout-v5": (1.3, 32.9),
     }
+    preprocess = {"Pong": (ram_to_float, pixels_84x84x4), "Breakout": (breakout_ram, breakout_pixels)}
     out = []
     for game, ref in refs.items():
         experts = {"scripted": scripted.FACTORIES[game], "filtered": filtered}
@@ -65,7 +114,7 @@ def tasks() -> list[TaskSpec]:
                 suite="atari",
                 max_episode_steps=ATARI_MAX_STEPS,
                 env_kwargs={"obs_type": "ram"},  # ale-py 0.12 has no separate -ram ids
-                preprocess=ram_to_float,
+                preprocess=preprocess[game][0],
                 experts=dict(experts),
                 random_return=measured[ram][0],
                 expert_return=measured[ram][1],
@@ -79,7 +128,7 @@ def tasks() -> list[TaskSpec]:
                 suite="atari",
                 max_episode_steps=ATARI_MAX_STEPS,
                 env_kwargs={"frameskip": 1},  # AtariPreprocessing skips frames itself
-                preprocess=pixels_84x84x4,
+                preprocess=preprocess[game][1],
                 experts=dict(experts),
                 random_return=measured[pixels][0],
                 expert_return=measured[pixels][1],
