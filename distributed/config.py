@@ -47,9 +47,10 @@ class TrainConfig:
     online_updates: int = 2000
     """Updates during online fine-tuning (exploration rollouts interleaved)."""
     updates_per_round: int = 100
-    """Serial runner: updates between two exploration rounds."""
+    """Serial runner: updates between two exploration rounds (Ray runs explore and train at once)."""
     explore_steps_per_round: int = 2000
-    """Serial runner: env steps of exploration collected per round (whole episodes are kept)."""
+    """Env steps of exploration per collection call (serial: per round; Ray: per actor call).
+    Only whole episodes are kept; an episode in progress continues in the next call."""
     eval_every: int = 1000
     """Evaluate every this many learner updates (and at the end)."""
     eval_episodes: int = 5
