@@ -47,7 +47,8 @@ class TrainConfig:
     online_updates: int = 2000
     """Updates during online fine-tuning (exploration rollouts interleaved)."""
     updates_per_round: int = 100
-    """Serial runner: updates between two exploration rounds (Ray runs explore and train at once)."""
+    """Online updates per `explore_steps_per_round` env steps of exploration: the serial runner
+    alternates the two; Ray runs them at once and rate-limits exploration to this ratio."""
     explore_steps_per_round: int = 2000
     """Env steps of exploration per collection call (serial: per round; Ray: per actor call).
     Only whole episodes are kept; an episode in progress continues in the next call."""

@@ -15,7 +15,8 @@ Placement (custom resources, so one file serves a laptop and a cluster; see clus
 Flow: experts -> observation statistics -> offline pretraining -> online: every exploration
 actor loops `collect_into` (whole episodes in chunks, straight to the replay store, with the
 newest weights reference) while the learner trains in chunks of at most `weights_every`
-updates; evaluation runs on the eval actors every `train.eval_every` updates without stopping
+updates, rate-limited to the configured ratio of exploration steps to online updates
+(`explore_steps_per_round` per `updates_per_round`, as the serial runner); evaluation runs on the eval actors every `train.eval_every` updates without stopping
 training; checkpoints every `checkpoint_every` updates; a final evaluation; model.safetensors.
 
 Faults: a rollout actor call that fails with `RayActorError` (the actor died and is being
@@ -119,6 +120,7 @@ class RayRunner(Runner):
         self._eval_results: list[EpisodeResult] = []  # episodes of the evaluation in flight, so far
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
         self._explore_retry: dict[int, float] = {}  # explorer whose call failed -> when to resubmit
+        self._idle_explorers: list[int] = []  # explorers waiting for the exploration rate limit
         self._failing_since: dict = {}  # actor handle -> time of its first failed call in a row
         self._restarts_before = self.state.actor_restarts  # restarts of earlier sessions of a resumed run
         try:
@@ -342,6 +344,21 @@ class RayRunner(Runner):
         ref = self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round, version, box)
         self._explore_pending[ref] = i
 
+    def _may_explore(self) -> bool:
+        """The exploration rate limit: one more chunk only while the steps collected (and in
+        flight) stay within `explore_steps_per_round` per `updates_per_round` online updates,
+        the ratio the serial runner keeps. Actors running flat out would flood the store with
+        exploration data and change what the learner trains on with the machine's speed."""
+        t = self.cfg.train
+        rounds = max(0, self.state.updates - t.pretrain_updates) // t.updates_per_round + 1
+        collected = self.state.env_steps_by_source.get("explore", 0) + len(self._explore_pending) * t.explore_steps_per_round
+        return collected < rounds * t.explore_steps_per_round
+
+    def _explore_if_allowed(self) -> None:
+        """Start waiting explorers while the rate limit allows."""
+        while self._idle_explorers and self._may_explore():
+            self._start_explore(self._idle_explorers.pop(0))
+
     def _explore_done(self, ref, resubmit: bool) -> None:
         i = self._explore_pending.pop(ref)
         try:
@@ -359,7 +376,8 @@ class RayRunner(Runner):
         self.explore_versions.append((i, out["weights_version"]))
         self.record_episodes(out["episodes"], "explore")
         if resubmit:
-            self._start_explore(i)
+            self._idle_explorers.append(i)
+            self._explore_if_allowed()
 
     # -- the run -------------------------------------------------------------------------
 
@@ -401,8 +419,8 @@ class RayRunner(Runner):
         ray.wait([a.pid.remote() for a in self.explorers], num_returns=len(self.explorers))
         train = None
         if s.updates < self.planned_updates:
-            for i in range(len(self.explorers)):
-                self._start_explore(i)
+            self._idle_explorers = list(range(len(self.explorers)))
+            self._explore_if_allowed()
             train = self.learner.train.remote(self._chunk())
         while train is not None:
             ready, _ = ray.wait([train, *self._explore_pending, *self._eval_pending], num_returns=1, timeout=POLL_S)
@@ -413,6 +431,7 @@ class RayRunner(Runner):
             for ref in ready:
                 if ref == train:
                     self._trained(ray.get(train), "online")
+                    self._explore_if_allowed()
                     out_of_time = cfg.train.max_wall_s and self.wall_s > cfg.train.max_wall_s
                     done = s.updates >= self.planned_updates or out_of_time
                     train = None if done else self.learner.train.remote(self._chunk())

@@ -74,14 +74,14 @@ def test_killed_run_resumes_from_checkpoint_with_its_replay(tmp_path):
     before = shard_digests(run_dir)
     acknowledged = sum(len(eps) for _, eps, _ in read_shards(run_dir / "replay"))
 
-    resumed = frontier("train", "--resume", str(run_dir), "--set", "train.online_updates=100")
+    resumed = frontier("train", "--resume", str(run_dir), "--set", "train.online_updates=400")
     out, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, out
     # The learner and the store came back where they were: the checkpoint's update count, every shard.
     assert f"resumed {run_dir}: {ckpt_updates} updates, {acknowledged} episodes restored" in out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert summary["learner_updates"] == TINY["train"]["pretrain_updates"] + 100
+    assert summary["learner_updates"] == TINY["train"]["pretrain_updates"] + 400
     after = shard_digests(run_dir)
     assert all(after[name] == digest for name, digest in before.items())  # old shards untouched
     assert len(after) > len(before)  # the resumed run appended its own
