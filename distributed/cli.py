@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=12345, help="environment seed base (default 12345)")
     ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ev.set_defaults(func=cmd_eval)
+    # Commands defined in their own modules register here: `module.add_parser(sub)`.
     return p
 
 

@@ -5,18 +5,14 @@ A plain class: the serial runner uses it directly; the Ray driver wraps it with
 `ray.remote(ReplayStore)`.
 
 On-disk format (`<run>/replay/`): one shard per acknowledged `add` call, named
-`shard-<seq:08d>.npz`, written to a temporary name then renamed (atomic). A shard holds,
-for each of its N episodes i, arrays `<i>/observations`, `<i>/actions`, `<i>/rewards`,
-and one JSON string `meta`: a list of N `{"task", "terminated", "offline", "source"}`.
+`shard-<seq:08d>.npz`, in the episode-file format of `agents/storage.py` (written to a
+temporary name then renamed, so atomic), each meta record carrying `"offline"` too.
 Replaying the shards in sequence order through `add` rebuilds the store exactly, since
 eviction is deterministic.
 """
 from __future__ import annotations
 
 import collections
-import io
-import json
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from agents.spaces import TaskInfo
+from agents.storage import read_episodes, write_episodes
 from agents.trajectory import Batch, Episode, make_batch, sample_windows
 
 
@@ -109,23 +106,7 @@ class ReplayStore:
             buf.evicted_episodes += 1
 
     def _write_shard(self, episodes: list[Episode], offline: bool) -> None:
-        arrays = {}
-        meta = []
-        for i, ep in enumerate(episodes):
-            arrays[f"{i}/observations"] = ep.observations
-            arrays[f"{i}/actions"] = ep.actions
-            arrays[f"{i}/rewards"] = ep.rewards
-            meta.append({"task": ep.task, "terminated": bool(ep.terminated), "offline": offline, "source": ep.source})
-        arrays["meta"] = np.array(json.dumps(meta))
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        path = self.directory / f"shard-{self.next_shard:08d}.npz"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_episodes(self.directory / f"shard-{self.next_shard:08d}.npz", episodes, {"offline": offline})
         self.next_shard += 1
 
     def restore(self) -> int:
@@ -190,21 +171,5 @@ def read_shards(directory: str | Path):
     hence never acknowledged) are ignored.
     """
     for path in sorted(Path(directory).glob("shard-*.npz")):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                episodes = [
-                    Episode(
-                        task=m["task"],
-                        observations=z[f"{i}/observations"],
-                        actions=z[f"{i}/actions"],
-                        rewards=z[f"{i}/rewards"],
-                        terminated=m["terminated"],
-                        source=m["source"],
-                    )
-                    for i, m in enumerate(meta)
-                ]
-        except Exception as e:  # corrupt file: name it
-            raise ValueError(f"replay shard {path} is unreadable: {type(e).__name__}: {e}") from None
-        offline = bool(meta[0]["offline"]) if meta else False
-        yield path, episodes, offline
+        episodes, meta = read_episodes(path)
+        yield path, episodes, bool(meta[0]["offline"]) if meta else False

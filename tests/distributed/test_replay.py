@@ -78,7 +78,7 @@ def test_corrupt_shard_is_named(tmp_path):
     a.add([episode("vec", 5)])
     shard = next(tmp_path.glob("shard-*.npz"))
     shard.write_bytes(shard.read_bytes()[:40])
-    with pytest.raises(ValueError, match=shard.name):
+    with pytest.raises(ValueError, match=shard.name):  # the file is named
         ReplayStore(TASKS, 100, 0.5, 5, directory=tmp_path).restore()
 
 
