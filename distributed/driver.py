@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from agents.learner import Learner
+from agents.spaces import Box
 from distributed import config as config_mod
 from distributed.config import RunConfig
 from distributed.monitor import Monitor, write_json_atomic
@@ -44,9 +45,16 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+# Expert data can be nearly constant in some dimensions (an LQR-held pendulum, RAM bytes
+# that never change): without a floor, the first deviation at run time would reach the
+# model as a huge input.
+MIN_OBSERVATION_STD = 0.01
+
+
 def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of vector observations, std floored at MIN_OBSERVATION_STD."""
     obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
-    return obs.mean(0), obs.std(0) + 1e-6
+    return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
 
 
 class RunState:
@@ -114,6 +122,10 @@ class Runner:
 
     def save_learner(self, directory: Path) -> None:
         raise NotImplementedError
+
+    def vector_tasks(self) -> list[int]:
+        """Indices of the tasks with vector observations (normalized with the expert data's statistics)."""
+        return [i for i, t in enumerate(self.infos) if isinstance(t.observation, Box) and not t.observation.is_image]
 
     def checkpoint(self) -> Path:
         """Write ckpt-<updates>/ atomically (temporary directory, then rename); keep the last few."""
@@ -239,10 +251,9 @@ class SerialRunner(Runner):
         self.state.experts_done = True
 
     def set_observation_stats(self) -> None:
-        for i, info in enumerate(self.infos):
-            if not getattr(info.observation, "is_image", True) and hasattr(info.observation, "shape"):
-                mean, std = observation_stats(self.replay.episodes(info.name))
-                self.learner.model.set_observation_stats(i, mean, std)
+        for i in self.vector_tasks():
+            mean, std = observation_stats(self.replay.episodes(self.infos[i].name))
+            self.learner.model.set_observation_stats(i, mean, std)
 
     def update(self) -> None:
         batch = self.replay.sample(self.cfg.train.batch_size)

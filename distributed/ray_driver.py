@@ -270,10 +270,8 @@ class RayRunner(Runner):
         self.state.experts_done = True
 
     def set_observation_stats(self) -> None:
-        stats = {}
-        for i, info in enumerate(self.infos):
-            if not getattr(info.observation, "is_image", True) and hasattr(info.observation, "shape"):
-                stats[i] = observation_stats(ray.get(self.replay.episodes.remote(info.name)))
+        stats = {i: observation_stats(ray.get(self.replay.episodes.remote(self.infos[i].name)))
+                 for i in self.vector_tasks()}
         ray.get(self.learner.set_observation_stats.remote(stats))
 
     def _chunk(self) -> int:
