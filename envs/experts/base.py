@@ -189,7 +189,15 @@ class FilteredExpert(ExpertSource):
 
 
 def make_expert(spec: TaskSpec, kind: str) -> ExpertSource:
-    """The task's expert source of this kind (KeyError listing the kinds it has)."""
+    """The task's expert source of this kind (KeyError listing the kinds it has).
+
+    `kind` "dataset:<path>" reads the dataset directory at <path> (envs.datasets), so a
+    run config can seed a task from stored data: `experts.sources: {Hopper-v5: "dataset:data/hopper"}`.
+    """
+    if kind.startswith("dataset:"):
+        from envs.datasets import DatasetExpert  # imports this module: import it only when asked for
+
+        return DatasetExpert(spec, kind[len("dataset:"):])
     if kind not in spec.experts:
         raise KeyError(f"task {spec.name!r} has no expert of kind {kind!r} (kinds: {', '.join(sorted(spec.experts)) or 'none'})")
     return spec.experts[kind](spec)
