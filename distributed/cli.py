@@ -56,7 +56,7 @@ def cmd_tasks(args) -> int:
         for r in rows:
             table.add_row(r["name"], r["suite"], r["observation"], r["action"], ", ".join(r["experts"]) or "-",
                           fmt(r["random_return"]), fmt(r["expert_return"]))
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 160)  # pipes get the whole table
         console.print(table)
         for plugin, err in errors.items():
             console.print(f"[red]plugin {plugin!r} failed to load: {err}[/red]", highlight=False)
@@ -151,7 +151,7 @@ def cmd_eval(args) -> int:
     if args.episodes <= 0:
         _fail(f"--episodes must be > 0, got {args.episodes}")
 
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from distributed.monitor import normalized_score
@@ -161,7 +161,7 @@ def cmd_eval(args) -> int:
 
     try:
         state = load_file(str(weights))
-    except (SafetensorsError, OSError) as e:
+    except (SafetensorError, OSError) as e:
         _fail(f"cannot read weights {weights}: {e}")
     worker = RolloutWorker(tasks, cfg.tasks, cfg.model, "eval", max(len(tasks), cfg.rollout.envs_per_worker),
                            args.seed, 0)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from envs.experts.base import make_expert
-from envs.references import REFERENCE_SEED, episode_returns, random_returns
+from envs.references import REFERENCE_SEED, episode_returns, random_returns, reference_expert
 from envs.registry import builtin_tasks
 
 
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         rnd = random_returns(spec, args.episodes, args.seed)
         scripted = "n/a"
         if "scripted" in spec.experts:
-            ret = episode_returns(make_expert(spec, "scripted"), args.episodes, args.seed)
+            ret = episode_returns(reference_expert(spec), args.episodes, args.seed)
             scripted = f"{ret.mean():.1f} ± {ret.std():.1f}"
         elapsed = time.perf_counter() - start
         print(

@@ -37,6 +37,15 @@ def random_returns(spec: TaskSpec, episodes: int, seed: int) -> np.ndarray:
     return episode_returns(PolicyExpert(spec, random_controller, "random", "uniform-random"), episodes, seed)
 
 
+def reference_expert(spec: TaskSpec):
+    """The source that defines the expert reference, without the DART collection noise: the
+    reference is what the expert itself achieves, not its perturbed data-collection runs."""
+    source = make_expert(spec, expert_kind(spec))
+    if isinstance(source, PolicyExpert):
+        source.noise = 0.0
+    return source
+
+
 def expert_kind(spec: TaskSpec) -> str:
     """The source that defines the expert reference: "scripted" if the task has one, else "filtered"."""
     return "scripted" if "scripted" in spec.experts else "filtered"
@@ -55,7 +64,7 @@ def reference_returns(spec: TaskSpec, episodes: int = 20, seed: int = REFERENCE_
         if spec.random_return is None:
             entry["random"] = float(random_returns(spec, episodes, seed).mean())
         if spec.expert_return is None:
-            entry["expert"] = float(episode_returns(make_expert(spec, expert_kind(spec)), episodes, seed).mean())
+            entry["expert"] = float(episode_returns(reference_expert(spec), episodes, seed).mean())
         # Re-read before writing: another process may have cached other tasks meanwhile.
         cache = json.loads(path.read_text()) if path.exists() else {}
         cache[spec.name] = {**cache.get(spec.name, {}), **entry}

@@ -70,3 +70,14 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     assert resumed["learner_updates"] == 350
     assert resumed["env_steps"] > summary["env_steps"]
     assert resumed["compute"]["env_steps_by_source"]["scripted"] == summary["compute"]["env_steps_by_source"]["scripted"]
+
+
+def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
+    from distributed.cli import main
+
+    run_dir, _ = finished_run
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(run_dir), "--episodes", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["CartPole-v1"]
+    assert result["episodes"] == 2 and result["normalized_score"] > 0.6
+    assert "CartPole-v1" in capsys.readouterr().out
