@@ -293,7 +293,10 @@ def check_minari_id(dataset_id: str) -> None:
     """ValueError unless `dataset_id` is a valid Minari id ("[namespace/]name-v<N>")."""
     from minari.dataset.minari_dataset import parse_dataset_id
 
-    parse_dataset_id(dataset_id)  # raises ValueError naming the id
+    try:
+        parse_dataset_id(dataset_id)
+    except (ValueError, TypeError):  # Minari raises TypeError when the version is missing
+        raise ValueError(f"malformed Minari dataset id {dataset_id!r} (expected [namespace/]name-v<N>)") from None
 
 
 def minari_dataset_dir(minari_root: str | Path, dataset_id: str) -> Path:
