@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ev.set_defaults(func=cmd_eval)
     # Commands defined in their own modules register here: `module.add_parser(sub)`.
+    from distributed import experts
+    experts.add_parser(sub)
     from distributed import collect
 
     collect.add_parser(sub)
