@@ -429,6 +429,9 @@ class ExpertTrainer:
             card["medium_in_range"] = bool(MEDIUM_RANGE[0] <= f <= MEDIUM_RANGE[1])
             (stem.with_name(stem.name + ".json")).write_text(json.dumps(card, indent=2) + "\n")
             cards["medium"] = card
+        else:
+            print(f"no medium policy: the expert's return {best:.1f} does not beat the random reference {low:.1f}"
+                  if self.progress.snapshots else "no medium policy: no snapshots")
         self.checkpoint()
         return cards
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from envs.experts.base import filtered
+from envs.experts.rl import rl_factory, zoo_cards
 from envs.experts.scripted import FACTORIES
 from envs.spec import TaskSpec
 
@@ -67,4 +68,15 @@ def tasks() -> list[TaskSpec]:
                 expert_return=expert,
             )
         )
+    # Tasks with a committed zoo expert (envs/zoo) offer it as their "rl" source. Locomotion
+    # tasks have no measured scripted expert, so the zoo expert's evaluated return replaces
+    # the D4RL reference there.
+    zoo = {c["task"]: c for c in zoo_cards() if c.get("role") == "expert"}
+    for spec in out:
+        card = zoo.get(spec.name)
+        if card is None:
+            continue
+        spec.experts["rl"] = rl_factory(card)
+        if spec.name.split("-")[0] in d4rl_expert and "evaluation" in card:
+            spec.expert_return = card["evaluation"]["return_mean"]
     return out
