@@ -199,10 +199,12 @@ def read_dataset_info(path: str | Path) -> dict:
     if not isinstance(record, dict) or any(k not in record for k in required):
         raise ValueError(f"{meta} is not a dataset record (needs keys {', '.join(required)})")
     if record["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{meta}: format_version {record['format_version']!r} is not supported (expected {FORMAT_VERSION})")
+        raise ValueError(
+            f"{meta}: format_version {record['format_version']!r} is not supported (expected {FORMAT_VERSION})")
     files = record["files"]
-    if (not isinstance(files, list) or not all(isinstance(f, dict) and {"name", "episodes", "sha256"} <= set(f) for f in files)
-            or sum(f["episodes"] for f in files) != record["episodes"]):
+    entries_ok = isinstance(files, list) and all(
+        isinstance(f, dict) and {"name", "episodes", "sha256"} <= set(f) for f in files)
+    if not entries_ok or sum(f["episodes"] for f in files) != record["episodes"]:
         raise ValueError(f"{meta}: its file list does not add up to {record['episodes']!r} episodes")
     for f in files:
         if not (path / f["name"]).is_file():
@@ -261,7 +263,8 @@ class DatasetExpert(ExpertSource):
         for k in wanted:
             fi = int(np.searchsorted(firsts, k, side="right") - 1)
             if fi not in cached:
-                cached.clear()  # indices are consecutive (mod count): a file is never needed again
+                # Indices run consecutively (mod count): only wrapping back into the first file re-reads one.
+                cached.clear()
                 cached[fi] = read_dataset_file(self.path, self.info["files"][fi], self.info["task"])
             ep = cached[fi][k - firsts[fi]]
             ep.source = {**ep.source, "dataset": self.policy_id, "dataset_index": k}
@@ -303,7 +306,9 @@ def minari_dataset_dir(minari_root: str | Path, dataset_id: str) -> Path:
     return Path(minari_root) / dataset_id
 
 
-def export_minari(dataset_dir: str | Path, minari_root: str | Path, dataset_id: str, spec: TaskSpec | None = None) -> Path:
+def export_minari(
+    dataset_dir: str | Path, minari_root: str | Path, dataset_id: str, spec: TaskSpec | None = None
+) -> Path:
     """Write our dataset as the Minari dataset `dataset_id` under `minari_root` (local only).
 
     Spaces are those of the env the agent sees (`TaskSpec.make_env`: float32 vectors, uint8
@@ -417,7 +422,8 @@ def import_minari(
     metadata = ds.storage.metadata
     frontier_info = json.loads(metadata[MINARI_DATASET_KEY]) if MINARI_DATASET_KEY in metadata else None
     if frontier_info is not None and frontier_info.get("task") != spec.name:
-        raise ValueError(f"Minari dataset {mid!r} was exported from task {frontier_info.get('task')!r}, not {spec.name!r}")
+        raise ValueError(
+            f"Minari dataset {mid!r} was exported from task {frontier_info.get('task')!r}, not {spec.name!r}")
     ep_meta = list(ds.storage.get_episode_metadata(ds.episode_indices[:count]))
     # The agent's observation dtypes: float32 vectors, uint8 images, int64 discrete states.
     obs_dtype = obs_space.dtype if isinstance(obs_space, gym.spaces.Box) else np.int64
