@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from agents.spaces import Discrete
 from distributed.cli import UsageError
 from envs.experts.rl import ACTIVATIONS, ZOO_DIR, MLPPolicy, RLExpert, read_card, save_policy, zoo_cards
 
@@ -305,6 +305,7 @@ class ExpertTrainer:
         if resume:
             state = json.loads((self.out / "progress.json").read_text())
             self.progress = Progress(**state)
+            self.progress.config = asdict(cfg)  # this session's settings (e.g. a larger --steps)
             self.algo.restore_from_path(str((self.out / "checkpoint").resolve()))
         self.session_start, self.cpu_start = since[:2] if since else (time.time(), self.cpu.sample())
         self.last_return = float("nan")
@@ -346,8 +347,8 @@ class ExpertTrainer:
         """Write the current policy to `<stem>.safetensors|json`, evaluate it, return the card."""
         cfg = self.cfg
         net, layers = export_net(self.algo.get_module(), cfg.algo)
-        discrete = self.spec.info().action.__class__.__name__ == "Discrete"
         info = self.spec.info()
+        discrete = isinstance(info.action, Discrete)
         action_dim = info.action.n if discrete else int(np.prod(info.action.shape))
         head = "categorical" if discrete else ("squashed_gaussian" if cfg.algo == "sac" else "gaussian")
         wall, cpu = self.costs()
@@ -538,10 +539,10 @@ def cmd_eval(args) -> int:
     from envs.registry import get_task
 
     path = Path(args.policy)
-    if not path.suffix:
-        candidates = [Path(c["path"]) for c in zoo_cards(args.zoo_dir) if c["id"] == args.policy]
-        path = candidates[0] if candidates else path
     try:
+        if not path.suffix:
+            candidates = [Path(c["path"]) for c in zoo_cards(args.zoo_dir) if c["id"] == args.policy]
+            path = candidates[0] if candidates else path
         card = MLPPolicy.load(path).card
         spec = get_task(card["task"])
         ev = evaluate(spec, path, args.episodes, args.seed)

@@ -1,6 +1,5 @@
 """RL experts with real RLlib: export matches the RLModule, cards, resume, `experts list`."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
