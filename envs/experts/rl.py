@@ -19,7 +19,9 @@ evaluation, library versions, role) is provenance, read by `frontier experts lis
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import safetensors.torch
@@ -210,11 +212,6 @@ def zoo_policy(task: str, role: str = "expert", zoo_dir: str | Path | None = Non
     return None
 
 
-def rl_factory(card: dict):
-    """TaskSpec.experts factory for a zoo card: `factory(spec) -> RLExpert`."""
-    path = card["path"]
-
-    def factory(spec: TaskSpec) -> RLExpert:
-        return RLExpert(spec, path)
-
-    return factory
+def rl_factory(card: dict) -> Callable[[TaskSpec], RLExpert]:
+    """TaskSpec.experts factory for a zoo card: `factory(spec) -> RLExpert` (picklable, for Ray workers)."""
+    return partial(RLExpert, path=card["path"])
