@@ -410,11 +410,13 @@ class ExpertTrainer:
         cards = {"expert": expert}
         best = expert["evaluation"]["return_mean"]
         low = self.spec.random_return or 0.0
-        if self.progress.snapshots and best > low:
+        # The last snapshot is the expert itself.
+        earlier = [s for s in self.progress.snapshots if s["env_steps"] < self.progress.env_steps]
+        if earlier and best > low:
             def frac(s):
                 return (s["return_mean"] - low) / (best - low)
 
-            pick = min(self.progress.snapshots, key=lambda s: abs(frac(s) - MEDIUM_TARGET))
+            pick = min(earlier, key=lambda s: abs(frac(s) - MEDIUM_TARGET))
             src = Path(pick["path"])
             stem = self.out / f"{cfg.run_id}-medium"
             for suffix in (".safetensors", ".json"):
@@ -432,7 +434,7 @@ class ExpertTrainer:
             cards["medium"] = card
         else:
             print(f"no medium policy: the expert's return {best:.1f} does not beat the random reference {low:.1f}"
-                  if self.progress.snapshots else "no medium policy: no snapshots")
+                  if earlier else "no medium policy: no snapshot before the final one")
         self.checkpoint()
         return cards
 
