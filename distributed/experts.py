@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -533,7 +534,7 @@ def cmd_list(args) -> int:
         ret = "-" if r["return_mean"] is None else f"{r['return_mean']:.1f} ± {r['return_std']:.1f}"
         table.add_row(r["task"], r["id"], str(r["role"]), r["algorithm"], ret, str(r["eval_episodes"]),
                       str(r["env_steps"]), "-" if r["cpu_s"] is None else f"{r['cpu_s']:.0f}")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)  # pipes get the whole table
     return 0
 
 
