@@ -160,7 +160,7 @@ class ImageEncoder(nn.Module):
 
     def conv_flops(self, height: int, width: int) -> int:
         """Forward FLOPs of the conv stack for one frame (2 per multiply-add)."""
-        flops, c_in, h, w = 0, None, height, width
+        flops, h, w = 0, height, width
         for conv in self.convs:
             if isinstance(conv, nn.Conv2d):
                 k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]

@@ -243,4 +243,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m distributed.cli`: run the importable module's main, so this script and the
+    # command modules (collect, experts) share one UsageError class.
+    from distributed.cli import main as module_main
+
+    sys.exit(module_main())

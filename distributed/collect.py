@@ -13,11 +13,10 @@ $MINARI_DATASETS_PATH or ~/.minari/datasets); nothing is downloaded.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-from distributed.cli import USAGE_ERROR, UsageError
+from distributed.cli import UsageError
 
 # Sources that are not a task's expert kinds: a stored dataset, a Minari dataset.
 DATASET_SOURCE = "dataset"
@@ -115,16 +114,6 @@ def _collect(args, spec, source) -> dict:
 
 
 def cmd_collect(args) -> int:
-    # Report usage errors here rather than through cli.main: under `python -m distributed.cli`
-    # the CLI's UsageError is a different class object from the one this module imports.
-    try:
-        return _run(args)
-    except UsageError as e:
-        print(f"frontier collect: error: {e}", file=sys.stderr)
-        return USAGE_ERROR
-
-
-def _run(args) -> int:
     from envs.datasets import export_minari, import_minari
 
     spec, source, root = _check(args)

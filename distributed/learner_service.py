@@ -25,7 +25,6 @@ from typing import Sequence
 
 import numpy as np
 import ray
-import torch
 
 from agents.learner import Learner, LearnerConfig
 from agents.model import ModelConfig, batch_to_tensors

@@ -4,8 +4,6 @@ frontier finds `tasks` through the `frontier.tasks` entry point declared in pypr
 """
 from __future__ import annotations
 
-from functools import partial
-
 import gymnasium as gym
 import numpy as np
 
