@@ -34,9 +34,19 @@ class _TaskBuffer:
     added_episodes: int = 0
     evicted_episodes: int = 0
 
+    # (episodes, lengths) for sampling, rebuilt only after an insert changed the buffer:
+    # the learner samples far more often than writers add.
+    _view: tuple[list[Episode], np.ndarray] | None = None
+
     @property
     def steps(self) -> int:
         return self.offline_steps + self.online_steps
+
+    def view(self) -> tuple[list[Episode], np.ndarray]:
+        if self._view is None:
+            eps = self.offline + list(self.online)
+            self._view = (eps, np.array([e.length for e in eps]))
+        return self._view
 
 
 class ReplayStore:
@@ -87,6 +97,7 @@ class ReplayStore:
     def _insert(self, ep: Episode, offline: bool) -> None:
         buf = self.buffers[self.index[ep.task]]
         buf.added_episodes += 1
+        buf._view = None
         if offline:
             buf.offline.append(ep)
             buf.offline.sort(key=lambda e: -e.ret)  # stable: ties keep arrival order
@@ -136,15 +147,14 @@ class ReplayStore:
             for buf, n in zip(self.buffers, counts):
                 if n == 0:
                     continue
-                eps = buf.offline + list(buf.online)
-                idx, st = sample_windows(np.array([e.length for e in eps]), int(n), self.rng)
+                eps, lengths = buf.view()
+                idx, st = sample_windows(lengths, int(n), self.rng)
                 chosen.extend(eps[i] for i in idx)
                 starts.append(st)
         return make_batch(chosen, np.concatenate(starts), self.context_len, self.tasks)
 
     def episodes(self, task: str) -> list[Episode]:
-        buf = self.buffers[self.index[task]]
-        return buf.offline + list(buf.online)
+        return list(self.buffers[self.index[task]].view()[0])
 
     def stats(self) -> dict[str, dict]:
         out = {}
