@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distributed import collect
 
     collect.add_parser(sub)
+    from distributed import bench
+
+    bench.add_parser(sub)
     return p
 
 

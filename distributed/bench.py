@@ -1,0 +1,44 @@
+"""`frontier bench`: run the benchmarks under benchmarks/ and write their results.
+
+Each benchmark is a module `benchmarks.<name>` with `run(quick: bool, out: Path) -> dict`; it
+measures its contenders side by side in one run, prints a table and writes JSON, markdown and PNG
+files (see benchmarks/common.py).
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from distributed.cli import UsageError
+
+BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning")
+
+
+def cmd_bench(args) -> int:
+    names = list(BENCHMARKS) if "all" in args.which else list(dict.fromkeys(args.which))
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        print(f"== bench {name} ({'quick' if args.quick else 'full'}) -> {out}", flush=True)
+        module.run(quick=args.quick, out=out)
+    return 0
+
+
+def add_parser(sub) -> None:
+    from benchmarks.common import RESULTS_DIR
+
+    b = sub.add_parser(
+        "bench", help="measure collection, learner, replay, scaling and learning performance",
+        description="Run benchmarks side by side and write <name>.json, <name>.md and PNG plots. "
+                    "collection: env steps/s of the raw simulator, frontier's rollout worker (MLP expert, ODT "
+                    "policy) and RLlib's env runner; learner: trained timesteps/s against the ODT reference "
+                    "implementation; replay: insert rate, sample latency, memory, learner utilization; "
+                    "scaling: env steps/s against rollout actors; learning: normalized score against env "
+                    "steps and wall time.")
+    b.add_argument("which", nargs="*", default=["all"], choices=[*BENCHMARKS, "all"],
+                   help="benchmarks to run (default all)")
+    b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run, minutes)")
+    b.add_argument("--out", default=str(RESULTS_DIR), help=f"results directory (default {RESULTS_DIR})")
+    b.set_defaults(func=cmd_bench)
