@@ -71,8 +71,14 @@ def tasks() -> list[TaskSpec]:
     # Tasks with a committed zoo expert (envs/zoo) offer it as their "rl" source. Locomotion
     # tasks have no measured scripted expert, so the zoo expert's evaluated return replaces
     # the D4RL reference there.
-    zoo = {c["task"]: c for c in zoo_cards() if c.get("role") == "expert"}
+    # A zoo "medium" policy (a snapshot at ~40% of the expert's return, like D4RL's medium
+    # datasets) is the "rl-medium" source: offline data to fine-tune from online.
+    cards = zoo_cards()
+    zoo = {c["task"]: c for c in cards if c.get("role") == "expert"}
+    medium = {c["task"]: c for c in cards if c.get("role") == "medium"}
     for spec in out:
+        if spec.name in medium:
+            spec.experts["rl-medium"] = rl_factory(medium[spec.name])
         card = zoo.get(spec.name)
         if card is None:
             continue

@@ -150,6 +150,9 @@ def test_committed_zoo_entries_load_and_match_their_cards():
     # Built-in tasks with a zoo expert offer it as their "rl" source.
     task = next(c["task"] for c in cards if c.get("role") == "expert")
     assert make_expert(get_task(task), "rl").kind == "rl"
+    # ... and a zoo medium policy as their "rl-medium" source (offline data to fine-tune from).
+    medium = next(c for c in cards if c.get("role") == "medium")
+    assert make_expert(get_task(medium["task"]), "rl-medium").policy_id == medium["id"]
 
 
 def test_loading_and_acting_never_imports_ray(tmp_path):

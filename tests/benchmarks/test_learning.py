@@ -1,0 +1,30 @@
+"""`frontier bench learning --quick`: a real (tiny) serial run, read back from TensorBoard."""
+import json
+
+import pytest
+
+from benchmarks import learning
+
+
+def test_quick_learning_benchmark_writes_curves(tmp_path, monkeypatch):
+    monkeypatch.setattr(learning, "RUNS_DIR", tmp_path / "runs")
+    out = tmp_path / "results"
+    learning.run(quick=True, out=out)
+    data = json.loads((out / "learning.json").read_text())
+    curve = data["quick"]["curves"]["CartPole-v1"][0]
+    # Evaluations every 10 of 40 updates, then the final one: env steps and wall time increase.
+    assert len(curve["env_steps"]) == 5
+    assert curve["env_steps"] == sorted(curve["env_steps"]) and curve["env_steps"][0] > 0
+    assert curve["wall_s"] == sorted(curve["wall_s"])
+    assert len(data["quick"]["final_normalized"]["CartPole-v1"]) == 1
+    assert (out / "learning_quick_steps.png").stat().st_size > 0
+    assert "Not run: --quick" in (out / "learning.md").read_text()
+    # A finished run is read back, not retrained.
+    mtime = (tmp_path / "runs" / "quick-smoke" / "s0" / "summary.json").stat().st_mtime
+    learning.run(quick=True, out=out)
+    assert (tmp_path / "runs" / "quick-smoke" / "s0" / "summary.json").stat().st_mtime == mtime
+
+
+@pytest.mark.parametrize("ret,expected", [(-20.272305, 0.0), (3234.3, 100.0)])
+def test_d4rl_score_endpoints(ret, expected):
+    assert learning.d4rl_score("Hopper-v5", ret) == pytest.approx(expected)
