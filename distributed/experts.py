@@ -27,13 +27,16 @@ from torch import nn
 
 from agents.spaces import Discrete
 from distributed.cli import UsageError
-from envs.experts.rl import ACTIVATIONS, ZOO_DIR, MLPPolicy, RLExpert, read_card, save_policy, zoo_cards
+from envs.experts.rl import ACTIVATIONS, ZOO_DIR, MLPPolicy, RLExpert, policy_paths, read_card, save_policy, zoo_cards
 
 ALGOS = ("ppo", "sac")
 # A "medium" policy returns about a third to a half of the expert's (D4RL's medium sets);
 # among snapshots the one closest to MEDIUM_TARGET of the final return (normalized) is chosen.
 MEDIUM_RANGE = (1 / 3, 1 / 2)
 MEDIUM_TARGET = 0.4
+# Snapshots are ranked on env seeds eval_seed + SELECTION_SEEDS + j; the chosen expert and
+# medium policies are evaluated on eval_seed + j, so their reported returns are not the ranking's.
+SELECTION_SEEDS = 500_000
 
 
 @dataclass
@@ -344,7 +347,7 @@ class ExpertTrainer:
         os.replace(self.out / "progress.json.tmp", self.out / "progress.json")
         shutil.rmtree(old, ignore_errors=True)
 
-    def export(self, stem: Path, role: str, episodes: int, extra: dict | None = None) -> dict:
+    def export(self, stem: Path, role: str, episodes: int, eval_seed: int, extra: dict | None = None) -> dict:
         """Write the current policy to `<stem>.safetensors|json`, evaluate it, return the card."""
         cfg = self.cfg
         net, layers = export_net(self.algo.get_module(), cfg.algo)
@@ -374,7 +377,7 @@ class ExpertTrainer:
             **(extra or {}),
         }
         save_policy(stem, net, card)
-        card["evaluation"] = evaluate(self.spec, stem, episodes, cfg.eval_seed)
+        card["evaluation"] = evaluate(self.spec, stem, episodes, eval_seed)
         save_policy(stem, net, card)
         return card
 
@@ -393,54 +396,77 @@ class ExpertTrainer:
                 self.step()
                 bar.update(job, completed=min(self.progress.env_steps, cfg.steps), ret=f"{self.last_return:.1f}")
                 if self.progress.env_steps >= next_snap or self.progress.env_steps >= cfg.steps:
-                    stem = self.out / "snapshots" / f"{cfg.run_id}-{self.progress.env_steps:09d}"
-                    card = self.export(stem, "snapshot", cfg.snapshot_eval_episodes)
-                    ev = card["evaluation"]
-                    self.progress.snapshots.append({"id": card["id"], "env_steps": card["env_steps"],
-                                                    "return_mean": ev["return_mean"], "path": str(stem)})
-                    self.checkpoint()
-                    bar.console.print(f"snapshot {card['id']}: eval return {ev['return_mean']:.1f} ± "
-                                      f"{ev['return_std']:.1f} ({ev['episodes']} episodes), training return "
-                                      f"{self.last_return:.1f}")
+                    self._snapshot(bar.console.print)
                     next_snap = (self.progress.env_steps // cfg.snapshot_every + 1) * cfg.snapshot_every
 
-    def finish(self) -> dict[str, dict]:
-        """Export the final expert (eval_episodes) and pick + re-evaluate the medium snapshot."""
+    def _snapshot(self, log=print) -> None:
+        """Export, evaluate (on the selection seeds) and record the current policy, then checkpoint."""
         cfg = self.cfg
-        expert = self.export(self.out / f"{cfg.run_id}-expert", "expert", cfg.eval_episodes)
+        stem = self.out / "snapshots" / f"{cfg.run_id}-{self.progress.env_steps:09d}"
+        card = self.export(stem, "snapshot", cfg.snapshot_eval_episodes, cfg.eval_seed + SELECTION_SEEDS)
+        ev = card["evaluation"]
+        self.progress.snapshots.append({"id": card["id"], "env_steps": card["env_steps"],
+                                        "return_mean": ev["return_mean"], "path": str(stem)})
+        self.checkpoint()
+        log(f"snapshot {card['id']}: eval return {ev['return_mean']:.1f} ± {ev['return_std']:.1f} "
+            f"({ev['episodes']} episodes), training return {self.last_return:.1f}")
+
+    def finish(self) -> dict[str, dict]:
+        """Pick the expert (best snapshot) and the medium policy, re-evaluate both, return their cards.
+
+        Snapshots are ranked on their own evaluation seeds (eval_seed + SELECTION_SEEDS...); the
+        picks are then evaluated on eval_seed... so the reported return is not the selection's.
+        """
+        cfg = self.cfg
+        if not self.progress.snapshots or self.progress.snapshots[-1]["env_steps"] < self.progress.env_steps:
+            self._snapshot()
+        wall, cpu = self.costs()
+        pick = max(self.progress.snapshots, key=lambda s: s["return_mean"])
+        # What producing the expert cost is the whole run (the later snapshots were needed to rank it).
+        expert = self._promote(pick, "expert", {"env_steps": self.progress.env_steps, "wall_s": round(wall, 2),
+                                                "cpu_s": round(cpu, 2), "snapshot_env_steps": pick["env_steps"]})
         cards = {"expert": expert}
         best = expert["evaluation"]["return_mean"]
         low = self.spec.random_return or 0.0
-        # The last snapshot is the expert itself.
-        earlier = [s for s in self.progress.snapshots if s["env_steps"] < self.progress.env_steps]
+        earlier = [s for s in self.progress.snapshots if s["env_steps"] < pick["env_steps"]]
         if earlier and best > low:
             def frac(s):
                 return (s["return_mean"] - low) / (best - low)
 
-            pick = min(earlier, key=lambda s: abs(frac(s) - MEDIUM_TARGET))
-            src = Path(pick["path"])
-            stem = self.out / f"{cfg.run_id}-medium"
-            for suffix in (".safetensors", ".json"):
-                shutil.copyfile(src.with_name(src.name + suffix), stem.with_name(stem.name + suffix))
-            card = read_card(stem.with_name(stem.name + ".json"))
-            card.update(id=stem.name, role="medium", snapshot_of=pick["id"], expert=expert["id"],
-                        medium_fraction_of_expert=None, medium_in_range=None)
-            card.pop("evaluation", None)
-            (stem.with_name(stem.name + ".json")).write_text(json.dumps(card, indent=2) + "\n")
-            card["evaluation"] = evaluate(self.spec, stem, cfg.eval_episodes, cfg.eval_seed)
+            card = self._promote(min(earlier, key=lambda s: abs(frac(s) - MEDIUM_TARGET)), "medium",
+                                 {"expert": expert["id"]})
             f = (card["evaluation"]["return_mean"] - low) / (best - low)
             card["medium_fraction_of_expert"] = round(f, 3)
             card["medium_in_range"] = bool(MEDIUM_RANGE[0] <= f <= MEDIUM_RANGE[1])
-            (stem.with_name(stem.name + ".json")).write_text(json.dumps(card, indent=2) + "\n")
+            write_card(self.out / f"{cfg.run_id}-medium", card)
             cards["medium"] = card
         else:
             print(f"no medium policy: the expert's return {best:.1f} does not beat the random reference {low:.1f}"
-                  if earlier else "no medium policy: no snapshot before the final one")
+                  if earlier else "no medium policy: no snapshot before the expert")
         self.checkpoint()
         return cards
 
+    def _promote(self, snapshot: dict, role: str, fields: dict) -> dict:
+        """Copy a snapshot to `<run_id>-<role>`, set its role and `fields`, evaluate it on eval_seed..."""
+        cfg = self.cfg
+        src, stem = Path(snapshot["path"]), self.out / f"{cfg.run_id}-{role}"
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(src.with_name(src.name + suffix), stem.with_name(stem.name + suffix))
+        card = read_card(stem.with_name(stem.name + ".json"))
+        card.pop("evaluation", None)
+        card.update(id=stem.name, role=role, snapshot_of=snapshot["id"], **fields)
+        write_card(stem, card)
+        card["evaluation"] = evaluate(self.spec, stem, cfg.eval_episodes, cfg.eval_seed)
+        write_card(stem, card)
+        return card
+
     def stop(self) -> None:
         self.algo.stop()
+
+
+def write_card(stem: Path, card: dict) -> None:
+    """Rewrite the JSON card of the policy at `stem`."""
+    policy_paths(stem)[1].write_text(json.dumps(card, indent=2) + "\n")
 
 
 # -- CLI ---------------------------------------------------------------------------------
