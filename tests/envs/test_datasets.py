@@ -173,8 +173,10 @@ def test_minari_round_trip(tmp_path, task, fixture, request):
         export_minari(tmp_path / "ours", root, "frontier/test-v0")
 
 
-def test_import_foreign_minari_dataset(tmp_path, monkeypatch):
-    """A Minari dataset recorded on the raw env (actions in [-2, 2]) becomes agent units."""
+@pytest.mark.parametrize("data_format", ["arrow", "hdf5"])
+def test_import_foreign_minari_dataset(tmp_path, monkeypatch, data_format):
+    """A Minari dataset recorded on the raw env (actions in [-2, 2]) becomes agent units, from
+    either of Minari's storage formats."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
@@ -196,7 +198,7 @@ def test_import_foreign_minari_dataset(tmp_path, monkeypatch):
     root = tmp_path / "minari"
     root.mkdir()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
-    minari.create_dataset_from_buffers("someone/pendulum-v1", buffers, env=env, eval_env=env, data_format="arrow",
+    minari.create_dataset_from_buffers("someone/pendulum-v1", buffers, env=env, eval_env=env, data_format=data_format,
                                        algorithm_name="uniform", description="random torques", author="someone",
                                        author_email="x", code_permalink="x")
     monkeypatch.delenv("MINARI_DATASETS_PATH")
