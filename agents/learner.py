@@ -54,6 +54,24 @@ class LearnerConfig:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
 
 
+class _Lap:
+    """Adds the seconds since the previous lap to `timings[name]`; does nothing without `timings`."""
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device):
+        self.timings = timings
+        self.sync = device.type == "cuda"
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if self.timings is None:
+            return
+        if self.sync:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + now - self.last
+        self.last = now
+
+
 def resolve_device(device: str) -> torch.device:
     """"auto" -> cuda when available, else cpu; anything else as torch spells it."""
     if device == "auto":
@@ -85,11 +103,12 @@ class Learner:
             if name == "log_temperature":
                 continue
             (decay if p.dim() >= 2 else no_decay).append(p)
-        fused = self.device.type == "cuda"
+        # The fused kernel updates all tensors in one pass, on CPU as on CUDA (about 4x faster
+        # than the per-tensor loop on CPU; results agree to float32 rounding).
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr,
-            fused=fused,
+            fused=True,
         )
         self._model_params = decay + no_decay
         self.temperature_optimizer = torch.optim.Adam([self.model.log_temperature], lr=cfg.temperature_lr, betas=(0.9, 0.999))
@@ -97,27 +116,34 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: min(1.0, (u + 1) / warmup))
         self._flops_per_token = torch.tensor([self.model.flops_per_token(i) for i in range(len(tasks))], dtype=torch.float64)
 
-    def step(self, batch: Batch, tensors: dict | None = None) -> dict[str, float]:
+    def step(self, batch: Batch, tensors: dict | None = None, timings: dict[str, float] | None = None) -> dict[str, float]:
         """One update on `batch`; returns loss metrics and learner/{grad_norm, lr, update_s, flops}.
 
         `tensors`, when given, is `batch_to_tensors(batch, learner.device)` done ahead of
         time (e.g. by a prefetching thread), so the copy is off the update's critical path.
+        `timings`, when given, receives the seconds of each phase (copy, forward, backward,
+        optimizer); on CUDA each phase then ends with a synchronize, so only benchmarks ask.
         """
         start = time.perf_counter()
+        lap = _Lap(timings, self.device)
         lr = self.optimizer.param_groups[0]["lr"]
         if tensors is None:
             tensors = batch_to_tensors(batch, self.device)
+        lap("copy")
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
             loss, temperature_loss, metrics = odt_loss(self._forward_model, tensors, self.cfg.nll_beta)
+        lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
         self.temperature_optimizer.zero_grad(set_to_none=True)
         # The two losses touch disjoint parameters (see odt_loss), so one backward serves both.
         (loss + temperature_loss).backward()
+        lap("backward")
         grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip)
         self.optimizer.step()
         self.temperature_optimizer.step()
         self.scheduler.step()
+        lap("optimizer")
         self.updates += 1
         metrics["learner/grad_norm"] = float(grad_norm)  # syncs, so update_s covers the device work
         metrics["learner/lr"] = lr
