@@ -9,6 +9,20 @@ Usage (one rollout worker, `n` envs):
 
 Each slot keeps its last K steps in preallocated ring buffers; one `act` call runs one
 forward pass for all the given slots, whatever their tasks.
+
+Inference modes (`inference=`):
+- "last" (default, exact): the whole window goes through every block but the last; the
+  last block computes keys and values for the window and everything else (query,
+  projection, MLP, final norm) for the newest step only, the one the action comes from.
+- "full" (exact): the model's own forward over the whole window; the reference "last" is
+  tested against.
+- "kv_cache" (approximate, opt-in): each slot keeps every layer's keys and values of its
+  last K steps; a step runs only the newest token through the blocks, attending to them.
+  Exact until an episode passes K steps. After that it differs from the model's windows:
+  those drop the oldest step, so the oldest kept step loses its previous action (window
+  position 0 gets `no_action`) and the hidden states of blocks >= 2 change, while the
+  cached keys and values keep what they were when their step was new. After
+  `load_weights` each slot's cache is rebuilt from its window on its next step.
 """
 from __future__ import annotations
 
@@ -16,9 +30,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from agents.model import DecisionTransformer
+from agents.model import Block, DecisionTransformer
 from agents.spaces import Box, TaskInfo
+
+INFERENCE_MODES = ("last", "full", "kv_cache")
 
 
 class Policy:
@@ -35,15 +52,19 @@ class Policy:
         num_slots: int,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        inference: str = "last",
     ):
         if num_slots < 1:
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         if [t.name for t in tasks] != [t.name for t in model.tasks]:
             raise ValueError(f"policy tasks {[t.name for t in tasks]} differ from the model's {[t.name for t in model.tasks]}")
+        if inference not in INFERENCE_MODES:
+            raise ValueError(f"inference must be one of {', '.join(INFERENCE_MODES)}, got {inference!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tasks = list(tasks)
         self.num_slots = num_slots
+        self.inference = inference
         self.K = model.cfg.context_len
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -59,6 +80,14 @@ class Policy:
         # reallocated only when a slot switches to a task of another shape.
         self._obs_ring: list[np.ndarray | None] = [None] * num_slots
         self._act_ring: list[np.ndarray | None] = [None] * num_slots
+        self._kv: torch.Tensor | None = None
+        if inference == "kv_cache":
+            cfg = model.cfg
+            # Keys and values of each slot's last K steps, every layer, at the same ring
+            # positions as the observations. Attention ignores order, so the ring needs no rotation.
+            self._kv = torch.zeros(cfg.n_layers, 2, num_slots, cfg.n_heads, K, cfg.embed_dim // cfg.n_heads,
+                                   device=self.device)  # (layers, k|v, slots, nh, K, hs)
+            self._kv_fresh = np.zeros(num_slots, dtype=bool)  # cache matches the current weights
 
     def _ring_shapes(self, task_index: int) -> tuple[tuple, np.dtype, tuple, np.dtype]:
         t = self.tasks[task_index]
@@ -87,6 +116,8 @@ class Policy:
         self._count[slot] = 0
         self._rtg[slot] = target_return * self.tasks[task_index].reward_scale
         self._t[slot] = 0
+        if self._kv is not None:
+            self._kv_fresh[slot] = True  # an empty cache is a valid one
 
     def _window(self, slot: int, length: int) -> np.ndarray:
         """Ring positions of the slot's last `length` steps, oldest first."""
@@ -100,7 +131,8 @@ class Policy:
             raise ValueError(f"{len(slots)} slots but {len(observations)} observations")
         if len(slots) == 0:
             return []
-        self.model.eval()  # the model may be shared with a learner that left it in train mode
+        if self.model.training:  # the model may be shared with a learner that left it in train mode
+            self.model.eval()
         slots = np.asarray(slots, dtype=np.int64)
         if len(np.unique(slots)) != len(slots):
             raise ValueError(f"slots repeat in {slots.tolist()}")
@@ -114,14 +146,37 @@ class Policy:
             self._t_ring[s, pos] = self._t[s]
             self._count[s] += 1
 
-        # Rows sorted by task, each slot's context left-aligned and right-padded to the
-        # longest one: causal attention keeps padding out of every real step's hidden state.
+        # Rows sorted by task: the model embeds each task's rows together.
         order = np.argsort(self._task[slots], kind="stable")  # (S,)
         row_slots = slots[order]
+        if self.inference == "kv_cache":
+            last = self._act_cached(row_slots)
+        else:
+            last = self._act_windows(row_slots, exact_full=self.inference == "full")  # (S, C)
+
+        dev = self.device
+        task = self._task[row_slots]
+        out: list = [None] * len(slots)
+        for i in np.unique(task):
+            i = int(i)
+            rows = np.flatnonzero(task == i)
+            dist = self.model.action_distribution(i, last[torch.from_numpy(rows).to(dev)])
+            a = (dist.mode() if deterministic else dist.sample(self.generator)).cpu().numpy()
+            continuous = self.tasks[i].continuous
+            for r, row in enumerate(rows):
+                s = row_slots[row]
+                self._act_ring[s][(self._count[s] - 1) % self.K] = a[r]  # the next step's previous action
+                out[order[row]] = a[r].astype(np.float32) if continuous else int(a[r])
+        return out
+
+    # -- window inference ("full", "last") ------------------------------------------------
+
+    def _window_inputs(self, row_slots: np.ndarray) -> tuple:
+        """Each slot's context left-aligned and right-padded to the longest one: causal
+        attention keeps padding out of every real step's hidden state."""
         task = self._task[row_slots]  # (S,)
         lengths = np.minimum(self._count[row_slots], self.K)  # (S,)
-        L = int(lengths.max())
-        S = len(row_slots)
+        L, S = int(lengths.max()), len(row_slots)
         rtg = np.zeros((S, L), dtype=np.float32)
         timesteps = np.zeros((S, L), dtype=np.int64)
         obs_by_task: dict[int, np.ndarray] = {}
@@ -141,28 +196,114 @@ class Policy:
                 rtg[row, :n] = self._rtg_ring[s, window]
                 timesteps[row, :n] = self._t_ring[s, window]
             obs_by_task[i], act_by_task[i], rows_by_task[i] = obs, act, rows
-
         dev = self.device
-        hidden = self.model(
+        return (
             torch.from_numpy(task).to(dev),
             {i: torch.from_numpy(o).to(dev) for i, o in obs_by_task.items()},
             {i: torch.from_numpy(a).to(dev) for i, a in act_by_task.items()},
             torch.from_numpy(rtg).to(dev),
             torch.from_numpy(timesteps).to(dev),
-            rows={i: torch.from_numpy(r).to(dev) for i, r in rows_by_task.items()},
-        )  # (S, L, C)
-        last = hidden[torch.arange(S, device=dev), torch.from_numpy(lengths - 1).to(dev)]  # (S, C)
+            {i: torch.from_numpy(r).to(dev) for i, r in rows_by_task.items()},
+            lengths,
+        )
 
-        out: list = [None] * len(slots)
-        for i, rows in rows_by_task.items():
-            dist = self.model.action_distribution(i, last[torch.from_numpy(rows).to(dev)])
-            a = (dist.mode() if deterministic else dist.sample(self.generator)).cpu().numpy()
-            for r, row in enumerate(rows):
-                s = row_slots[row]
-                self._act_ring[s][(self._count[s] - 1) % self.K] = a[r]  # the next step's previous action
-                action = a[r].astype(np.float32) if self.tasks[i].continuous else int(a[r])
-                out[order[row]] = action
-        return out
+    def _act_windows(self, row_slots: np.ndarray, exact_full: bool, capture: bool = False) -> torch.Tensor:
+        """Hidden state (S, C) of each slot's newest step, from its whole window.
+
+        capture: also store every layer's keys and values of the window in the slot's cache.
+        """
+        task, obs, act, rtg, timesteps, rows, lengths = self._window_inputs(row_slots)
+        S, dev = len(row_slots), self.device
+        last_pos = torch.from_numpy(lengths - 1).to(dev)  # (S,)
+        arange = torch.arange(S, device=dev)
+        if exact_full:
+            hidden = self.model(task, obs, act, rtg, timesteps, rows=rows)  # (S, L, C)
+            return hidden[arange, last_pos]  # (S, C)
+        m = self.model
+        x = self._embed(task, obs, act, rtg, timesteps, rows)  # (S, L, C)
+        kv_rows = []
+        for layer, block in enumerate(m.blocks):
+            final = layer == len(m.blocks) - 1
+            x, k, v = _block_window(block, x, last_pos if final else None)
+            if capture:
+                kv_rows.append((k, v))  # (S, nh, L, hs) each
+        if capture:
+            for r, s in enumerate(row_slots):
+                n = int(lengths[r])
+                ring = torch.from_numpy(self._window(s, n)).to(dev)
+                for layer, (k, v) in enumerate(kv_rows):
+                    self._kv[layer, 0, s][:, ring] = k[r, :, :n]
+                    self._kv[layer, 1, s][:, ring] = v[r, :, :n]
+        return m.ln_f(x)  # (S, C)
+
+    def _embed(self, task, obs, act, rtg, timesteps, rows) -> torch.Tensor:
+        """The model's token embeddings (S, L, C), as `DecisionTransformer.forward` makes them (eval mode)."""
+        m = self.model
+        S, L = rtg.shape
+        x = None
+        for i in sorted(obs):
+            emb = m._embed_observations(i, obs[i]) + m._embed_previous_actions(i, act[i])  # (S_i, L, C)
+            if x is None:
+                x = emb.new_zeros(S, L, emb.shape[-1], dtype=torch.float32)
+            x[rows[i]] = emb.to(x.dtype)
+        t = timesteps.clamp(0, m.cfg.max_timestep - 1)
+        return x + m.rtg_embed(rtg.unsqueeze(-1)) + m.timestep_embed(t) + m.task_embed(task)[:, None]
+
+    # -- cached inference ("kv_cache") --------------------------------------------------
+
+    def _act_cached(self, row_slots: np.ndarray) -> torch.Tensor:
+        """Hidden state (S, C) of each slot's newest step from that step's token and the cache."""
+        stale = ~self._kv_fresh[row_slots]
+        if stale.any():
+            # Rebuilt from the window: those slots' caches (and hidden states) come out exact.
+            last = torch.empty(len(row_slots), self.model.cfg.embed_dim, device=self.device)
+            stale_rows = np.flatnonzero(stale)
+            last[torch.from_numpy(stale_rows).to(self.device)] = self._act_windows(row_slots[stale_rows], False, capture=True)
+            self._kv_fresh[row_slots[stale_rows]] = True
+            fresh_rows = np.flatnonzero(~stale)
+            if len(fresh_rows):
+                last[torch.from_numpy(fresh_rows).to(self.device)] = self._act_cached(row_slots[fresh_rows])
+            return last
+        m, dev, K = self.model, self.device, self.K
+        S = len(row_slots)
+        task = self._task[row_slots]
+        counts = self._count[row_slots]  # (S,) steps including the new one
+        pos = torch.from_numpy((counts - 1) % K).to(dev)  # (S,) ring position of the new step
+        x = torch.empty(S, 1, m.cfg.embed_dim, device=dev)  # (S, 1, C)
+        for i in np.unique(task):
+            i = int(i)
+            rows = np.flatnonzero(task == i)
+            slots_i = row_slots[rows]
+            ring = (self._count[slots_i] - 1) % K
+            obs = np.stack([self._obs_ring[s][p] for s, p in zip(slots_i, ring)])[:, None]  # (S_i, 1, ...)
+            prev = np.stack([self._act_ring[s][(p - 1) % K] for s, p in zip(slots_i, ring)])  # (S_i, ...)
+            emb = m._embed_observations(i, torch.from_numpy(obs).to(dev))  # (S_i, 1, C)
+            prev_t = torch.from_numpy(prev).to(dev)
+            enc = m.action_encoders[str(i)]
+            prev_emb = enc(prev_t.float() if self.tasks[i].continuous else prev_t.long())  # (S_i, C)
+            first = torch.from_numpy(self._count[slots_i] == 1).to(dev)[:, None]  # (S_i, 1): no previous action
+            prev_emb = torch.where(first, m.no_action.to(prev_emb.dtype), prev_emb)
+            x[torch.from_numpy(rows).to(dev)] = (emb + prev_emb[:, None]).float()
+        rtg = torch.from_numpy(self._rtg_ring[row_slots, (counts - 1) % K]).to(dev)  # (S,)
+        t = torch.from_numpy(self._t_ring[row_slots, (counts - 1) % K]).to(dev).clamp(0, m.cfg.max_timestep - 1)
+        x = x + (m.rtg_embed(rtg[:, None]) + m.timestep_embed(t) + m.task_embed(torch.from_numpy(task).to(dev)))[:, None]
+        valid = torch.from_numpy(np.arange(K)[None] < counts[:, None]).to(dev)[:, None, None, :]  # (S, 1, 1, K)
+        # All slots in slot order (one task, every env stepping): the cache is used in place.
+        whole = S == self.num_slots and bool(np.all(row_slots == np.arange(S)))
+        slot_idx = slice(None) if whole else torch.from_numpy(row_slots).to(dev)
+        C = x.shape[-1]
+        for layer, block in enumerate(m.blocks):
+            nh = block.attn.n_heads
+            q, k, v = block.attn.qkv(block.ln_1(x)).split(C, dim=2)  # 3 x (S, 1, C)
+            kv = self._kv[layer] if whole else self._kv[layer][:, slot_idx]  # (2, S, nh, K, hs)
+            kv[:, torch.arange(S, device=dev), :, pos] = torch.stack((k, v), dim=1).view(S, 2, nh, C // nh)
+            if not whole:
+                self._kv[layer][:, slot_idx] = kv
+            y = F.scaled_dot_product_attention(q.view(S, 1, nh, C // nh).transpose(1, 2), kv[0], kv[1],
+                                               attn_mask=valid)  # (S, nh, 1, hs)
+            x = x + block.attn.proj(y.transpose(1, 2).reshape(S, 1, C))
+            x = x + block.mlp(block.ln_2(x))
+        return m.ln_f(x[:, 0])  # (S, C)
 
     def rewards(self, slots: Sequence[int], rewards: Sequence[float]):
         """Account the rewards of the last actions: rtg -= reward * reward_scale, timestep += 1."""
@@ -179,3 +320,33 @@ class Policy:
     def load_weights(self, state_dict: dict[str, torch.Tensor]):
         self.model.load_state_dict(state_dict)
         self.model.eval()
+        if self._kv is not None:
+            self._kv_fresh[:] = False  # cached keys and values came from the old weights
+
+
+def _block_window(block: Block, x: torch.Tensor, last_pos: torch.Tensor | None) -> tuple:
+    """`block` over a window x (S, L, C) in eval mode; returns (x', keys, values), keys and
+    values (S, nh, L, hs).
+
+    last_pos (S,): compute only each row's token at that position after the keys and values
+    (x' is then (S, C)); positions past it are padding, masked out. None: every position, causal.
+    """
+    S, L, C = x.shape
+    attn = block.attn
+    nh, hs = attn.n_heads, C // attn.n_heads
+    h = block.ln_1(x)  # (S, L, C)
+    W, b = attn.qkv.weight, attn.qkv.bias  # (3C, C), (3C,): rows are q | k | v
+    if last_pos is None:
+        q, k, v = F.linear(h, W, b).split(C, dim=2)  # 3 x (S, L, C)
+        q, k, v = (z.view(S, L, nh, hs).transpose(1, 2) for z in (q, k, v))  # (S, nh, L, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (S, nh, L, hs)
+        x = x + attn.proj(y.transpose(1, 2).reshape(S, L, C))
+        return x + block.mlp(block.ln_2(x)), k, v
+    arange = torch.arange(S, device=x.device)
+    k, v = F.linear(h, W[C:], b[C:]).split(C, dim=2)  # 2 x (S, L, C)
+    k, v = (z.view(S, L, nh, hs).transpose(1, 2) for z in (k, v))  # (S, nh, L, hs)
+    q = F.linear(h[arange, last_pos], W[:C], b[:C]).view(S, nh, 1, hs)  # (S, nh, 1, hs)
+    mask = (torch.arange(L, device=x.device)[None] <= last_pos[:, None])[:, None, None, :]  # (S, 1, 1, L)
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (S, nh, 1, hs)
+    x = x[arange, last_pos] + attn.proj(y.reshape(S, C))  # (S, C)
+    return x + block.mlp(block.ln_2(x)), k, v
