@@ -32,11 +32,12 @@ class _Slot:
 
     task_index: int
     env: object
-    seed: int
+    seed: int  # the env's seed, given to make_env when the env was built
     obs: list
     actions: list
     rewards: list
     current: object = None  # the observation the policy acts on next
+    episode: int = -1  # index of the current episode in this env
 
 
 class RolloutWorker:
@@ -62,9 +63,9 @@ class RolloutWorker:
         self.policy = Policy(self.model, infos, num_envs, seed=seed + 7919 * worker_index)
         self.weights_version = -1
         self.num_envs = num_envs
-        # Distinct, reproducible env seeds per worker and slot: each new episode takes the next one.
+        # Distinct, reproducible env seeds per worker and slot: each env built takes the next one.
         self._seed_base = seed * 1_000_003 + worker_index * 100_003
-        self._episodes_started = 0
+        self._envs_built = 0
         self.env_steps = 0
         self.episodes_dropped = 0
         self.cpu_s = 0.0
@@ -83,8 +84,8 @@ class RolloutWorker:
     # -- environment plumbing ------------------------------------------------------------
 
     def _next_seed(self) -> int:
-        self._episodes_started += 1
-        return self._seed_base + self._episodes_started
+        self._envs_built += 1
+        return self._seed_base + self._envs_built
 
     def _new_slot(self, task_index: int) -> _Slot:
         spec = self.specs[task_index]
@@ -93,11 +94,17 @@ class RolloutWorker:
         return _Slot(task_index, env, seed, [], [], [])
 
     def _begin(self, i: int) -> None:
-        """Start a new episode in slot i (rebuilding nothing)."""
+        """Start a new episode in slot i (rebuilding nothing).
+
+        The env was seeded when built (`make_env(seed=...)`); its episodes continue that
+        deterministic stream, so an episode is named by (seed, episode). Reseeding every episode
+        would cost ALE a ROM reload per reset (it reseeds only through loadROM): 50-150 ms, more
+        than a hundred Breakout steps.
+        """
         slot = self.slots[i]
-        slot.seed = self._next_seed()
+        slot.episode += 1
         slot.obs, slot.actions, slot.rewards = [], [], []
-        obs, _ = slot.env.reset(seed=slot.seed)
+        obs, _ = slot.env.reset()
         slot.current = obs
         spec = self.specs[slot.task_index]
         target = spec.eval_target if self.mode == "eval" else spec.explore_target
@@ -150,7 +157,8 @@ class RolloutWorker:
             actions=acts.astype(np.float32) if acts.dtype.kind == "f" else acts.astype(np.int64),
             rewards=np.asarray(slot.rewards, dtype=np.float32),
             terminated=bool(terminated),
-            source={"kind": self.mode, "policy": f"odt@{self.weights_version}", "seed": slot.seed},
+            source={"kind": self.mode, "policy": f"odt@{self.weights_version}", "seed": slot.seed,
+                    "episode": slot.episode},
         )
 
     # -- modes ---------------------------------------------------------------------------
