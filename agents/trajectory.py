@@ -74,11 +74,17 @@ class Batch:
 
 def returns_to_go(rewards: np.ndarray, scale: float) -> np.ndarray:
     """Undiscounted returns-to-go, scaled: rtg[t] = scale * sum_{t' >= t} rewards[t']."""
+    return (scale * reward_suffix_sums(rewards)).astype(np.float32)
+
+
+def reward_suffix_sums(rewards: np.ndarray) -> np.ndarray:
+    """(T,) float64: sum of rewards from each step to the end, unscaled. Any suffix of an
+    episode gives the same numbers bit for bit as the whole episode's sums from that step
+    (both add from the last reward backwards), so a caller may compute them once per episode."""
     r = np.asarray(rewards, dtype=np.float64)  # accumulate in float64: long episodes lose precision in float32
     if r.ndim != 1:
         raise ValueError(f"rewards must be 1-D, got shape {r.shape}")
-    rtg = np.cumsum(r[::-1])[::-1]  # (T,)
-    return (scale * rtg).astype(np.float32)
+    return np.cumsum(r[::-1])[::-1]  # (T,)
 
 
 def sample_windows(
@@ -105,7 +111,11 @@ def sample_windows(
 
 
 def make_batch(
-    episodes: Sequence[Episode], starts: Sequence[int], context_len: int, tasks: Sequence[TaskInfo]
+    episodes: Sequence[Episode],
+    starts: Sequence[int],
+    context_len: int,
+    tasks: Sequence[TaskInfo],
+    suffix_sums: Sequence[np.ndarray] | None = None,
 ) -> Batch:
     """Cut window k = steps [starts[k], starts[k] + K) out of episodes[k] into a `Batch`.
 
@@ -113,9 +123,15 @@ def make_batch(
     Returns-to-go are recomputed from each episode's achieved rewards (hindsight
     relabelling) and scaled by its task's reward_scale. Rows are sorted by task index,
     the position of the episode's task in `tasks`.
+
+    `suffix_sums[k]`, when given, is `reward_suffix_sums(episodes[k].rewards)`, kept by a
+    caller that samples the same episodes many times (the replay store); without it each
+    window sums the rest of its episode.
     """
     if len(episodes) != len(starts):
         raise ValueError(f"{len(episodes)} episodes but {len(starts)} starts")
+    if suffix_sums is not None and len(suffix_sums) != len(episodes):
+        raise ValueError(f"{len(episodes)} episodes but {len(suffix_sums)} suffix sums")
     if len(episodes) == 0:
         raise ValueError("make_batch needs at least one window")
     if context_len < 1:
@@ -137,27 +153,37 @@ def make_batch(
     mask = np.zeros((B, K), dtype=np.float32)
     observations: dict[int, np.ndarray] = {}
     actions: dict[int, np.ndarray] = {}
-    # Per-task buffers, allocated once with the first window's dtypes and filled row by row.
-    row_in_task = np.zeros(B, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)[order]  # (B,)
+    eps = [episodes[k] for k in order]
+    ends = np.minimum(starts + K, np.array([ep.length for ep in eps], dtype=np.int64))  # (B,)
+    n = ends - starts  # (B,) real steps per window, >= 1
+    # Every real step of the batch, flattened: its row and its position in the window. The
+    # windows' slices are gathered once per array (one concatenate) and scattered in one
+    # assignment, instead of a few numpy calls per window.
+    offset = np.cumsum(n) - n  # (B,) where each window's steps begin in the flat order
+    step_row = np.repeat(np.arange(B), n)  # (N,)
+    step_pos = np.arange(len(step_row)) - np.repeat(offset, n)  # (N,)
+    mask[step_row, step_pos] = 1.0
+    timesteps[step_row, step_pos] = np.repeat(starts, n) + step_pos
+    scale = np.array([tasks[i].reward_scale for i in task])  # (B,)
+    if suffix_sums is None:
+        rtg_real = np.concatenate([reward_suffix_sums(ep.rewards[s:])[: e - s] for ep, s, e in zip(eps, starts, ends)])
+    else:
+        rtg_real = np.concatenate([suffix_sums[k][s:e] for k, s, e in zip(order, starts, ends)])  # (N,) float64
+    rtg[step_row, step_pos] = (np.repeat(scale, n) * rtg_real).astype(np.float32)
     for i in np.unique(task):
-        rows = np.flatnonzero(task == i)
-        row_in_task[rows] = np.arange(len(rows))
-        first = episodes[order[rows[0]]]
+        rows = np.flatnonzero(task == i)  # contiguous, since rows are sorted by task
+        lo, hi = rows[0], rows[-1] + 1
+        steps = slice(offset[lo], offset[rows[-1]] + n[rows[-1]])  # this task's steps in the flat order
+        r, p = step_row[steps] - lo, step_pos[steps]
         info = tasks[i]
         obs_shape = info.observation.shape if isinstance(info.observation, Box) else ()
-        observations[int(i)] = np.zeros((len(rows), K, *obs_shape), dtype=first.observations.dtype)
         act_shape = (info.action.dim,) if info.continuous else ()
-        actions[int(i)] = np.zeros((len(rows), K, *act_shape), dtype=np.float32 if info.continuous else np.int64)
-    for b in range(B):
-        ep = episodes[order[b]]
-        s = int(starts[order[b]])
-        e = min(s + K, ep.length)
-        n = e - s
-        i = int(task[b])
-        r = row_in_task[b]
-        observations[i][r, :n] = ep.observations[s:e]
-        actions[i][r, :n] = ep.actions[s:e]
-        rtg[b, :n] = returns_to_go(ep.rewards[s:], tasks[i].reward_scale)[:n]
-        timesteps[b, :n] = np.arange(s, e)
-        mask[b, :n] = 1.0
+        obs = np.zeros((len(rows), K, *obs_shape), dtype=eps[lo].observations.dtype)
+        act = np.zeros((len(rows), K, *act_shape), dtype=np.float32 if info.continuous else np.int64)
+        windows = list(zip(eps[lo:hi], starts[lo:hi], ends[lo:hi]))
+        obs[r, p] = np.concatenate([ep.observations[s:e] for ep, s, e in windows])
+        act[r, p] = np.concatenate([ep.actions[s:e] for ep, s, e in windows])
+        observations[int(i)] = obs
+        actions[int(i)] = act
     return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, timesteps=timesteps, mask=mask)

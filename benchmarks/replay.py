@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode
-from benchmarks.common import machine, markdown_table, median, write_results
+from agents.trajectory import Batch, Episode, make_batch, returns_to_go, sample_windows
+from benchmarks.common import interleaved, machine, markdown_table, median, timed, write_results
 from distributed.replay import ReplayStore
 
 UTILIZATION_TARGET = 0.9  # learner utilization in a full Ray run on CPU (issue 6)
@@ -95,6 +95,78 @@ def _sample_latency(store: ReplayStore, n: int, chunks: list[list[Episode]] | No
     return out
 
 
+def _windows(store: ReplayStore, rng: np.random.Generator) -> tuple[list[Episode], np.ndarray, list[np.ndarray]]:
+    """BATCH windows drawn as `ReplayStore.sample` draws them: (episodes, starts, suffix sums)."""
+    counts = rng.multinomial(BATCH, np.full(len(store.buffers), 1 / len(store.buffers)))
+    eps, starts, sums = [], [], []
+    for buf, n in zip(store.buffers, counts):
+        view_eps, lengths, suffix = buf.view()
+        idx, st = sample_windows(lengths, int(n), rng)
+        eps += [view_eps[i] for i in idx]
+        sums += [suffix[i] for i in idx]
+        starts.append(st)
+    return eps, np.concatenate(starts), sums
+
+
+def make_batch_per_window(episodes, starts, context_len: int, tasks) -> Batch:
+    """The previous batch construction (a few numpy calls per window, returns-to-go summed over
+    the rest of each window's episode), kept to measure the current `make_batch` against."""
+    K = context_len
+    index = {t.name: i for i, t in enumerate(tasks)}
+    task_of = np.array([index[ep.task] for ep in episodes], dtype=np.int64)
+    order = np.argsort(task_of, kind="stable")
+    B = len(order)
+    task = task_of[order]
+    rtg = np.zeros((B, K), dtype=np.float32)
+    timesteps = np.zeros((B, K), dtype=np.int64)
+    mask = np.zeros((B, K), dtype=np.float32)
+    observations, actions = {}, {}
+    row_in_task = np.zeros(B, dtype=np.int64)
+    for i in np.unique(task):
+        rows = np.flatnonzero(task == i)
+        row_in_task[rows] = np.arange(len(rows))
+        info = tasks[i]
+        obs_shape = info.observation.shape if isinstance(info.observation, Box) else ()
+        observations[int(i)] = np.zeros((len(rows), K, *obs_shape), dtype=episodes[order[rows[0]]].observations.dtype)
+        act_shape = (info.action.dim,) if info.continuous else ()
+        actions[int(i)] = np.zeros((len(rows), K, *act_shape), dtype=np.float32 if info.continuous else np.int64)
+    for b in range(B):
+        ep = episodes[order[b]]
+        s = int(starts[order[b]])
+        e = min(s + K, ep.length)
+        n = e - s
+        i = int(task[b])
+        r = row_in_task[b]
+        observations[i][r, :n] = ep.observations[s:e]
+        actions[i][r, :n] = ep.actions[s:e]
+        rtg[b, :n] = returns_to_go(ep.rewards[s:], tasks[i].reward_scale)[:n]
+        timesteps[b, :n] = np.arange(s, e)
+        mask[b, :n] = 1.0
+    return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, timesteps=timesteps, mask=mask)
+
+
+def _batch_construction(store: ReplayStore, rounds: int) -> dict[str, list[float]]:
+    """Seconds to build a batch from the same windows: the previous per-window construction
+    against `make_batch` with the store's suffix sums, interleaved."""
+    rng = np.random.default_rng(1)
+    state = {}
+
+    def draw() -> float:
+        state["w"] = _windows(store, rng)
+        return 0.0
+
+    def before() -> float:
+        eps, starts, _ = state["w"]
+        return timed(lambda: make_batch_per_window(eps, starts, K, store.tasks))
+
+    def after() -> float:
+        eps, starts, sums = state["w"]
+        return timed(lambda: make_batch(eps, starts, K, store.tasks, sums))
+
+    runs = interleaved({"draw": draw, "before": before, "after": after}, rounds)
+    return {"before": runs["before"], "after": runs["after"]}
+
+
 def _ray_run(timeout_s: float) -> dict:
     """`frontier train configs/quick.yaml` on Ray; its summary's throughput and wall time."""
     with tempfile.TemporaryDirectory(prefix="frontier-bench-") as tmp:
@@ -107,6 +179,7 @@ def _ray_run(timeout_s: float) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
         summary = json.loads((run_dir / "summary.json").read_text())
+        learner_side, span = _learner_side(run_dir / "tb")
         return {
             "command": "frontier train configs/quick.yaml (Ray)",
             "status": summary["status"],
@@ -117,8 +190,23 @@ def _ray_run(timeout_s: float) -> dict:
             "wall_s": summary["wall_s"],
             "learner_device_s": summary["compute"]["learner_device_s"],
             "process_wall_s": wall,
+            # The learner's own figure (update time over the time inside its train calls) and the
+            # span from its first to its last reported chunk: what is left of wall_s is start-up,
+            # expert collection and the final evaluation, when there is nothing to train on or for.
+            "learner_side_utilization": learner_side,
+            "training_span_s": span,
             "normalized_scores": {k: v.get("normalized_score") for k, v in summary.get("tasks", {}).items()},
         }
+
+
+def _learner_side(tb_dir: Path) -> tuple[float, float]:
+    """(last learner/utilization scalar, seconds from the first to the last) of a run's TensorBoard log."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = acc.Scalars("learner/utilization")
+    return float(events[-1].value), float(events[-1].wall_time - events[0].wall_time)
 
 
 def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
@@ -135,11 +223,12 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
     extra = _chunks(n_steps // 20, rng)  # inserted at capacity (every add then evicts)
     rss0 = _rss_bytes()  # the stored episodes are created from here on: RSS growth is what they cost
     chunks = _chunks(n_steps, rng)
-    array_bytes = sum(e.observations.nbytes + e.actions.nbytes + e.rewards.nbytes for c in chunks for e in c)
-    stored_steps = sum(e.length for c in chunks for e in c)
     store = ReplayStore(infos, capacity=per_task, offline_share=0.5, context_len=K, seed=0)
     fill_eps, fill_steps = _insert_rate(store, chunks)
     rss_fill = _rss_bytes() - rss0
+    stored = [(e, sums) for buf in store.buffers for e, sums in zip(buf.view()[0], buf.view()[2])]
+    stored_steps = sum(e.length for e, _ in stored)
+    array_bytes = sum(e.observations.nbytes + e.actions.nbytes + e.rewards.nbytes + sums.nbytes for e, sums in stored)
     full_eps, full_steps = _insert_rate(store, extra)
     total = store.total_timesteps()
     print(f"  replay: {total:,} timesteps stored; filling {fill_eps:,.0f} episodes/s, at capacity {full_eps:,.0f}", flush=True)
@@ -147,6 +236,7 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
     _sample_latency(store, 3)  # warm-up: per-task views built
     lat = _sample_latency(store, n_samples)
     lat_after_insert = _sample_latency(store, n_samples, extra)
+    construction = _batch_construction(store, n_samples)
 
     with tempfile.TemporaryDirectory(prefix="frontier-bench-replay-") as tmp:
         persisted = ReplayStore(infos, capacity=per_task, offline_share=0.5, context_len=K, directory=tmp, seed=0)
@@ -168,8 +258,10 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
         "sample_s": {"median": median(lat), "p90": float(np.percentile(lat, 90)),
                      "after_insert_median": median(lat_after_insert),
                      "after_insert_p90": float(np.percentile(lat_after_insert, 90)), "samples": n_samples},
+        "batch_construction_s": {"before": median(construction["before"]), "after": median(construction["after"]),
+                                 "speedup": median(construction["before"]) / median(construction["after"])},
         "memory": {"array_bytes_per_timestep": array_bytes / stored_steps,
-                   "rss_bytes_per_timestep": rss_fill / stored_steps,
+                   "rss_bytes_per_timestep": rss_fill / sum(e.length for c in chunks for e in c),
                    "disk_bytes_per_timestep": disk_per_step},
         "ray_run": _ray_run(timeout_s=1800) if ray_run else None,
         "utilization_target": UTILIZATION_TARGET,
@@ -188,13 +280,22 @@ def _markdown(d: dict) -> str:
         ["episodes inserted / s (persisted to disk, as in a run)", ins["persisted_episodes_per_s"], f"{ins['persisted_timesteps_per_s']:,.0f} timesteps/s"],
         [f"sample latency, batch {d['batch_size']}, K={d['context_len']} (ms)", s["median"] * 1e3, f"p90 {s['p90'] * 1e3:.2f} ms"],
         ["sample latency right after an insert (ms)", s["after_insert_median"] * 1e3, f"p90 {s['after_insert_p90'] * 1e3:.2f} ms"],
-        ["memory per stored timestep, arrays (bytes)", mem["array_bytes_per_timestep"], "observations + actions + rewards"],
+        ["memory per stored timestep, arrays (bytes)", mem["array_bytes_per_timestep"], "observations, actions, rewards and reward suffix sums of the stored episodes"],
         ["memory per stored timestep, process RSS growth (bytes)", mem["rss_bytes_per_timestep"], "episodes created and stored: arrays, Python objects, allocator slack"],
         ["disk per stored timestep (bytes)", mem["disk_bytes_per_timestep"], "replay/ shards"],
     ]
     text = [f"{d['stored_timesteps']:,} timesteps stored across {len(d['tasks'])} tasks ({', '.join(d['tasks'])}); "
             f"writers add {d['episodes_per_add']} episodes per call.",
             markdown_table(["figure", "value", "note"], rows)]
+    c = d["batch_construction_s"]
+    text += ["## Batch construction, before and after (same windows, interleaved)",
+             markdown_table(["batch construction", "before (per-window loop) ms", "after (vectorized) ms", "speedup"],
+                            [[f"batch {d['batch_size']}, K={d['context_len']}, 8 tasks", c["before"] * 1e3,
+                              c["after"] * 1e3, f"{c['speedup']:.2f}x"]]),
+             "Before: a few numpy calls per window and the rest of each window's episode summed for its "
+             "returns-to-go. After: every window's slices gathered with one concatenate per array and scattered in "
+             "one assignment; returns-to-go sliced from suffix sums the store computes once per episode at insert "
+             "(8 bytes per stored timestep). Both give identical batches."]
     r = d["ray_run"]
     if r:
         status = "MET" if r["learner_utilization"] >= d["utilization_target"] else "NOT MET"
@@ -204,7 +305,12 @@ def _markdown(d: dict) -> str:
                                 [[r["command"], f"{r['learner_utilization']:.3f}", f">= {d['utilization_target']}", status,
                                   r["learner_updates"], r["learner_device_s"], r["wall_s"], r["trained_timesteps_per_s"]]]),
                  "Utilization is summary.json's throughput.learner_utilization: the learner's update time over the "
-                 "run's wall time (expert collection and the final evaluation included)."]
+                 "run's wall time (expert collection and the final evaluation included).",
+                 f"Learner side: utilization {r['learner_side_utilization']:.3f} inside its train calls (update time "
+                 f"over time in train(), batch waits included); {r['training_span_s']:.0f} s from its first to its "
+                 f"last reported chunk, so {r['wall_s'] - r['training_span_s']:.0f} s of the {r['wall_s']:.0f} s wall "
+                 "lie before training starts (Ray and actor start-up, expert collection, observation statistics) "
+                 "or after it ends (final evaluation, export)."]
     else:
         text += ["Learner utilization: not measured in this run (the full benchmark runs `frontier train "
                  "configs/quick.yaml` on Ray)."]

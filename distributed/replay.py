@@ -22,7 +22,7 @@ import numpy as np
 
 from agents.spaces import TaskInfo
 from agents.storage import read_episodes, write_episodes
-from agents.trajectory import Batch, Episode, make_batch, sample_windows
+from agents.trajectory import Batch, Episode, make_batch, reward_suffix_sums, sample_windows
 
 
 @dataclass
@@ -33,20 +33,36 @@ class _TaskBuffer:
     online_steps: int = 0
     added_episodes: int = 0
     evicted_episodes: int = 0
+    # id(episode) -> [its reward suffix sums, times stored], computed at its first insert: every
+    # sample of a window then slices them instead of summing the rest of its episode again.
+    suffix_sums: dict[int, list] = field(default_factory=dict)
 
-    # (episodes, lengths) for sampling, rebuilt only after an insert changed the buffer:
-    # the learner samples far more often than writers add.
-    _view: tuple[list[Episode], np.ndarray] | None = None
+    # (episodes, lengths, suffix sums) for sampling, rebuilt only after an insert changed the
+    # buffer: the learner samples far more often than writers add.
+    _view: tuple[list[Episode], np.ndarray, list[np.ndarray]] | None = None
 
     @property
     def steps(self) -> int:
         return self.offline_steps + self.online_steps
 
-    def view(self) -> tuple[list[Episode], np.ndarray]:
+    def view(self) -> tuple[list[Episode], np.ndarray, list[np.ndarray]]:
         if self._view is None:
             eps = self.offline + list(self.online)
-            self._view = (eps, np.array([e.length for e in eps]))
+            self._view = (eps, np.array([e.length for e in eps]), [self.suffix_sums[id(e)][0] for e in eps])
         return self._view
+
+    def keep(self, ep: Episode) -> None:
+        entry = self.suffix_sums.setdefault(id(ep), [None, 0])
+        if entry[0] is None:
+            entry[0] = reward_suffix_sums(ep.rewards)
+        entry[1] += 1
+
+    def drop(self, ep: Episode) -> None:
+        entry = self.suffix_sums[id(ep)]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self.suffix_sums[id(ep)]
+        self.evicted_episodes += 1
 
 
 class ReplayStore:
@@ -98,6 +114,7 @@ class ReplayStore:
         buf = self.buffers[self.index[ep.task]]
         buf.added_episodes += 1
         buf._view = None
+        buf.keep(ep)
         if offline:
             buf.offline.append(ep)
             buf.offline.sort(key=lambda e: -e.ret)  # stable: ties keep arrival order
@@ -106,7 +123,7 @@ class ReplayStore:
             while buf.offline_steps > self.offline_capacity and len(buf.offline) > 1:
                 worst = buf.offline.pop()
                 buf.offline_steps -= worst.length
-                buf.evicted_episodes += 1
+                buf.drop(worst)
         else:
             buf.online.append(ep)
             buf.online_steps += ep.length
@@ -114,7 +131,7 @@ class ReplayStore:
         while buf.steps > self.capacity and len(buf.online) > 1:
             old = buf.online.popleft()
             buf.online_steps -= old.length
-            buf.evicted_episodes += 1
+            buf.drop(old)
 
     def _write_shard(self, episodes: list[Episode], offline: bool) -> None:
         write_episodes(self.directory / f"shard-{self.next_shard:08d}.npz", episodes, {"offline": offline})
@@ -143,15 +160,17 @@ class ReplayStore:
                 raise RuntimeError("replay store is empty: nothing to sample")
             counts = self.rng.multinomial(batch_size, w / w.sum())
             chosen: list[Episode] = []
+            sums: list[np.ndarray] = []
             starts: list[np.ndarray] = []
             for buf, n in zip(self.buffers, counts):
                 if n == 0:
                     continue
-                eps, lengths = buf.view()
+                eps, lengths, suffix = buf.view()
                 idx, st = sample_windows(lengths, int(n), self.rng)
                 chosen.extend(eps[i] for i in idx)
+                sums.extend(suffix[i] for i in idx)
                 starts.append(st)
-        return make_batch(chosen, np.concatenate(starts), self.context_len, self.tasks)
+        return make_batch(chosen, np.concatenate(starts), self.context_len, self.tasks, sums)
 
     def episodes(self, task: str) -> list[Episode]:
         return list(self.buffers[self.index[task]].view()[0])

@@ -139,3 +139,41 @@ def test_reference_step_trains():
     changed = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
     assert any(k.startswith("blocks.") for k in changed) and "mu.weight" in changed
     assert trainer.model.log_temperature.item() != t0
+
+
+def test_vectorized_batch_equals_per_window_construction():
+    rng = np.random.default_rng(0)
+    infos = replay_bench._infos()
+    store = replay_bench.ReplayStore(infos, capacity=5_000, offline_share=0.5, context_len=7, seed=0)
+    for chunk in replay_bench._chunks(20_000, rng):
+        store.add(chunk)
+    for _ in range(5):
+        eps, starts, sums = replay_bench._windows(store, rng)
+        a = replay_bench.make_batch_per_window(eps, starts, 7, infos)
+        for b in (replay_bench.make_batch(eps, starts, 7, infos, sums), replay_bench.make_batch(eps, starts, 7, infos)):
+            for f in ("task", "returns_to_go", "timesteps", "mask"):
+                assert getattr(a, f).dtype == getattr(b, f).dtype and np.array_equal(getattr(a, f), getattr(b, f)), f
+            assert a.observations.keys() == b.observations.keys() and len(a.observations) == 8
+            for k in a.observations:
+                assert np.array_equal(a.observations[k], b.observations[k]) and a.observations[k].dtype == b.observations[k].dtype
+                assert np.array_equal(a.actions[k], b.actions[k]) and a.actions[k].dtype == b.actions[k].dtype
+
+
+def test_store_suffix_sums_survive_repeated_episodes_and_eviction():
+    task = TaskInfo("T", Box((2,)), Box((1,)))
+    store = replay_bench.ReplayStore([task], capacity=30, offline_share=0.5, context_len=4, seed=0)
+    rng = np.random.default_rng(0)
+
+    def ep(T):
+        return replay_bench.Episode("T", rng.standard_normal((T, 2)).astype(np.float32),
+                                    rng.uniform(-1, 1, (T, 1)).astype(np.float32), rng.uniform(0, 1, T).astype(np.float32), False)
+
+    same = ep(10)
+    store.add([same, same])  # one object stored twice
+    store.add([same], offline=True)
+    for _ in range(6):
+        store.add([ep(10)])  # evicts the online copies of `same` one by one
+        batch = store.sample(16)
+        assert np.all(np.isfinite(batch.returns_to_go))
+    assert id(same) in store.buffers[0].suffix_sums  # its offline copy is still stored
+    assert len(store.buffers[0].suffix_sums) == len({id(e) for e in store.episodes("T")})
