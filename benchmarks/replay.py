@@ -56,14 +56,19 @@ def _episode(task: tuple, rng: np.random.Generator) -> Episode:
 
 
 def _chunks(n_steps: int, rng: np.random.Generator) -> list[list[Episode]]:
-    """Chunks of CHUNK episodes, tasks round-robin, about `n_steps` timesteps in all."""
-    chunks, total, k = [], 0, 0
-    while total < n_steps:
-        chunk = [_episode(TASKS[(k + j) % len(TASKS)], rng) for j in range(CHUNK)]
-        k += CHUNK
-        total += sum(e.length for e in chunk)
-        chunks.append(chunk)
-    return chunks
+    """Chunks of CHUNK episodes, about `n_steps` / 8 timesteps of each task, tasks interleaved."""
+    per_task = []
+    for task in TASKS:
+        eps, total = [], 0
+        while total < n_steps // len(TASKS):
+            eps.append(_episode(task, rng))
+            total += eps[-1].length
+        per_task.append(eps)
+    # Interleaved by relative position within each task's list, so every chunk mixes tasks as a
+    # rollout worker's chunks do and all tasks fill up together.
+    keys = sorted(((k + 0.5) / len(eps), i, k) for i, eps in enumerate(per_task) for k in range(len(eps)))
+    flat = [per_task[i][k] for _, i, k in keys]
+    return [flat[j:j + CHUNK] for j in range(0, len(flat), CHUNK)]
 
 
 def _rss_bytes() -> int:
@@ -223,7 +228,9 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
     extra = _chunks(n_steps // 20, rng)  # inserted at capacity (every add then evicts)
     rss0 = _rss_bytes()  # the stored episodes are created from here on: RSS growth is what they cost
     chunks = _chunks(n_steps, rng)
-    store = ReplayStore(infos, capacity=per_task, offline_share=0.5, context_len=K, seed=0)
+    # Each task's capacity holds its whole share (one episode of slack); later inserts evict.
+    capacity = per_task + max(t[3][1] for t in TASKS)
+    store = ReplayStore(infos, capacity=capacity, offline_share=0.5, context_len=K, seed=0)
     fill_eps, fill_steps = _insert_rate(store, chunks)
     rss_fill = _rss_bytes() - rss0
     stored = [(e, sums) for buf in store.buffers for e, sums in zip(buf.view()[0], buf.view()[2])]
@@ -239,7 +246,7 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
     construction = _batch_construction(store, n_samples)
 
     with tempfile.TemporaryDirectory(prefix="frontier-bench-replay-") as tmp:
-        persisted = ReplayStore(infos, capacity=per_task, offline_share=0.5, context_len=K, directory=tmp, seed=0)
+        persisted = ReplayStore(infos, capacity=capacity, offline_share=0.5, context_len=K, directory=tmp, seed=0)
         some = chunks[: max(len(chunks) // 10, 1)]
         disk_eps, disk_steps = _insert_rate(persisted, some)
         disk_bytes = sum(p.stat().st_size for p in Path(tmp).glob("shard-*.npz"))
