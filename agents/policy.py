@@ -213,18 +213,18 @@ class Policy:
         capture: also store every layer's keys and values of the window in the slot's cache.
         """
         task, obs, act, rtg, timesteps, rows, lengths = self._window_inputs(row_slots)
-        S, dev = len(row_slots), self.device
+        dev = self.device
         last_pos = torch.from_numpy(lengths - 1).to(dev)  # (S,)
-        arange = torch.arange(S, device=dev)
         if exact_full:
             hidden = self.model(task, obs, act, rtg, timesteps, rows=rows)  # (S, L, C)
-            return hidden[arange, last_pos]  # (S, C)
+            return hidden[torch.arange(len(row_slots), device=dev), last_pos]  # (S, C)
         m = self.model
         x = self._embed(task, obs, act, rtg, timesteps, rows)  # (S, L, C)
+        full_rows = bool(np.all(lengths == lengths[0]))
         kv_rows = []
         for layer, block in enumerate(m.blocks):
             final = layer == len(m.blocks) - 1
-            x, k, v = _block_window(block, x, last_pos if final else None)
+            x, k, v = _block_window(block, x, last_pos if final else None, full_rows)
             if capture:
                 kv_rows.append((k, v))  # (S, nh, L, hs) each
         if capture:
@@ -324,12 +324,13 @@ class Policy:
             self._kv_fresh[:] = False  # cached keys and values came from the old weights
 
 
-def _block_window(block: Block, x: torch.Tensor, last_pos: torch.Tensor | None) -> tuple:
+def _block_window(block: Block, x: torch.Tensor, last_pos: torch.Tensor | None, full_rows: bool = False) -> tuple:
     """`block` over a window x (S, L, C) in eval mode; returns (x', keys, values), keys and
     values (S, nh, L, hs).
 
     last_pos (S,): compute only each row's token at that position after the keys and values
     (x' is then (S, C)); positions past it are padding, masked out. None: every position, causal.
+    full_rows: every last_pos is L - 1 (no padding).
     """
     S, L, C = x.shape
     attn = block.attn
@@ -342,11 +343,15 @@ def _block_window(block: Block, x: torch.Tensor, last_pos: torch.Tensor | None) 
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (S, nh, L, hs)
         x = x + attn.proj(y.transpose(1, 2).reshape(S, L, C))
         return x + block.mlp(block.ln_2(x)), k, v
-    arange = torch.arange(S, device=x.device)
     k, v = F.linear(h, W[C:], b[C:]).split(C, dim=2)  # 2 x (S, L, C)
     k, v = (z.view(S, L, nh, hs).transpose(1, 2) for z in (k, v))  # (S, nh, L, hs)
-    q = F.linear(h[arange, last_pos], W[:C], b[:C]).view(S, nh, 1, hs)  # (S, nh, 1, hs)
-    mask = (torch.arange(L, device=x.device)[None] <= last_pos[:, None])[:, None, None, :]  # (S, 1, 1, L)
+    if full_rows:  # every row's newest step is at L - 1 and sees the whole window: no gather, no mask
+        h_last, x_last, mask = h[:, -1], x[:, -1], None  # (S, C), (S, C)
+    else:
+        arange = torch.arange(S, device=x.device)
+        h_last, x_last = h[arange, last_pos], x[arange, last_pos]  # (S, C) each
+        mask = (torch.arange(L, device=x.device)[None] <= last_pos[:, None])[:, None, None, :]  # (S, 1, 1, L)
+    q = F.linear(h_last, W[:C], b[:C]).view(S, nh, 1, hs)  # (S, nh, 1, hs)
     y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (S, nh, 1, hs)
-    x = x[arange, last_pos] + attn.proj(y.reshape(S, C))  # (S, C)
+    x = x_last + attn.proj(y.reshape(S, C))  # (S, C)
     return x + block.mlp(block.ln_2(x)), k, v
