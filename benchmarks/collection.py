@@ -15,6 +15,7 @@ over rounds is the figure. The kv cache's effect on actions is measured too.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ TARGETS = (
     ("odt", "rllib", 8, 0.5),
 )
 MLP_HIDDEN = (64, 64)  # the zoo's policy shape (envs/zoo cards: hidden 64,64, tanh)
+# A finished run directory (config.yaml + model.safetensors) whose trained model the kv-cache
+# action comparison also uses, on each of its tasks.
+TRAINED_RUN_ENV = "FRONTIER_BENCH_TRAINED_RUN"
 
 
 class MLPActor:
@@ -161,24 +165,50 @@ def rllib_loop(task: str, num_envs: int, steps: int, seed: int = 0):
     return run
 
 
-def kv_cache_action_difference(task: str, steps: int, seed: int = 0) -> dict:
+def trained_model(run_dir: str | Path):
+    """The DecisionTransformer of a finished run directory (config.yaml + model.safetensors)."""
+    import safetensors.torch
+    import yaml
+
+    from agents.model import DecisionTransformer, ModelConfig
+    from envs.registry import get_task
+
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = DecisionTransformer(ModelConfig(**cfg["model"]), [get_task(t).info() for t in cfg["tasks"]])
+    model.load_state_dict(safetensors.torch.load_file(str(run_dir / "model.safetensors")))
+    return model
+
+
+def kv_cache_action_difference(task: str, steps: int, seed: int = 0, model=None) -> dict:
     """Max |a_kv - a_exact| of deterministic actions on the same observations, within the first
-    K steps of an episode (where the cache is exact) and after (where it approximates)."""
+    K steps of an episode (where the cache is exact) and after (where it approximates).
+
+    model: a trained multi-task model holding `task` (its eval target conditions it); default a
+    fresh default-config model (random weights: hidden states depend little on context, so
+    this understates the approximation).
+    """
     from agents.model import DecisionTransformer, ModelConfig
     from agents.policy import Policy
     from envs.registry import get_task
 
     spec = get_task(task)
-    info = spec.info()
-    torch.manual_seed(seed)
-    model = DecisionTransformer(ModelConfig(), [info])
-    exact = Policy(model, [info], 1, inference="last")
-    cached = Policy(model, [info], 1, inference="kv_cache")
+    if model is None:
+        torch.manual_seed(seed)
+        model = DecisionTransformer(ModelConfig(), [spec.info()])
+        target = spec.explore_target
+    else:
+        target = spec.eval_target
+    infos = model.tasks
+    index = [t.name for t in infos].index(task)
+    info = infos[index]
+    exact = Policy(model, infos, 1, inference="last")
+    cached = Policy(model, infos, 1, inference="kv_cache")
     env = spec.make_env(seed=seed)
     obs, _ = env.reset(seed=seed)
     K = model.cfg.context_len
     for p in (exact, cached):
-        p.reset(0, 0, spec.explore_target)
+        p.reset(0, index, target)
     within, beyond, t = [], [], 0
     for _ in range(steps):
         a = exact.act([0], [obs], deterministic=True)[0]
@@ -193,7 +223,7 @@ def kv_cache_action_difference(task: str, steps: int, seed: int = 0) -> dict:
             obs, _ = env.reset()
             t = 0
             for p in (exact, cached):
-                p.reset(0, 0, spec.explore_target)
+                p.reset(0, index, target)
     env.close()
     return {
         "task": task,
@@ -317,7 +347,13 @@ def run(quick: bool, out: Path, tasks=TASKS, num_envs=NUM_ENVS, steps: int | Non
     t0 = time.perf_counter()
     results = measure(tasks, num_envs, steps, rounds)
     ratio_rows = ratios(results)
-    kv = [kv_cache_action_difference(t, 60 if quick else 600) for t in tasks]
+    kv = [{**kv_cache_action_difference(t, 60 if quick else 600), "weights": "random (default ModelConfig)"}
+          for t in tasks]
+    trained = os.environ.get(TRAINED_RUN_ENV)
+    if trained:  # a trained model shows the approximation where it matters
+        model = trained_model(trained)
+        kv += [{**kv_cache_action_difference(info.name, 60 if quick else 1500, model=model), "weights": f"trained: {trained}"}
+               for info in model.tasks]
     speedup = {t: {n: results[t][n]["odt"]["steps_per_s"] / results[t][n]["odt_full"]["steps_per_s"]
                    for n in results[t]} for t in results}
     mlp_kind = {t: mlp_policy(t)[1] for t in tasks}
@@ -328,7 +364,7 @@ def run(quick: bool, out: Path, tasks=TASKS, num_envs=NUM_ENVS, steps: int | Non
     ratio_table = [[r["task"], r["ratio"], r["envs"], r["value"], f">= {r['target']}", "MET" if r["met"] else "NOT MET"]
                    for r in ratio_rows]
     speed_rows = [[t, int(n), s] for t in speedup for n, s in speedup[t].items()]
-    kv_rows = [[k["task"], k["max_abs_diff_first_K_steps"], k["max_abs_diff_after_K_steps"],
+    kv_rows = [[k["task"], k["weights"], k["max_abs_diff_first_K_steps"], k["max_abs_diff_after_K_steps"],
                 k["mean_abs_diff_after_K_steps"], k["different_action_rate_after_K_steps"], k["steps_after_K"],
                 k["actions"]] for k in kv]
     resets = [reset_cost(t) for t in tasks]
@@ -340,7 +376,11 @@ rounds, median reported; one process, `torch.set_num_threads(1)` as in a Ray act
 {wall:.0f} s). The machine is shared: figures drift with background load, ratios between contenders measured
 in the same rounds are what to read.
 
-MLP in the loop: {'; '.join(f'{t}: {k}' for t, k in mlp_kind.items())}.
+MLP in the loop: {'; '.join(f'{t}: {k}' for t, k in mlp_kind.items())}. The worker's policy object is
+replaced by `MLPActor` (this file): one batched MLP forward per step over all envs; the worker's env loop,
+episode building and fault checks are unchanged. RLlib: its default PPO RLModule for the task's spaces,
+local env runner (num_env_runners=0), `num_envs_per_env_runner` = envs, gymnasium sync vector env over the
+same `TaskSpec.make_env`.
 Atari task: ALE/Breakout-ram-v5 (RAM observations scaled to [0, 1], frame skip 4, AutoServe).
 ODT: default ModelConfig (embed 128, 3 layers, 4 heads, context K=20), random initial weights, sampled actions.
 
@@ -358,7 +398,7 @@ ODT: default ModelConfig (embed 128, 3 layers, 4 heads, context K=20), random in
 
 ## kv cache (opt-in, approximate): deterministic actions vs exact inference on the same observations
 
-{markdown_table(["task", "max abs diff, first K steps", "max abs diff, after K", "mean abs diff, after K",
+{markdown_table(["task", "weights", "max abs diff, first K steps", "max abs diff, after K", "mean abs diff, after K",
                  "share of steps differing (> 1e-4), after K", "steps after K", "actions"], kv_rows)}
 
 ## Torch threads for ODT inference ({threads['task']}, {threads['slots']} slots, full windows, ms per act)

@@ -137,3 +137,21 @@ def test_quick_scaling_benchmark(tmp_path, monkeypatch):
         assert saved["results"][policy]["1"]["speedup_vs_1"] == 1.0
     assert saved["physical_cores"] >= 1
     assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_kv_cache_difference_on_a_stored_model(tmp_path):
+    import safetensors.torch
+    import yaml
+
+    from benchmarks import collection
+    from envs.registry import get_task
+
+    cfg = {"embed_dim": 16, "n_layers": 2, "n_heads": 2, "context_len": 4, "max_timestep": 64}
+    torch.manual_seed(0)
+    model = DecisionTransformer(ModelConfig(**cfg), [get_task("CartPole-v1").info(), get_task("Pendulum-v1").info()])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"tasks": ["CartPole-v1", "Pendulum-v1"], "model": cfg}))
+    safetensors.torch.save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
+    loaded = collection.trained_model(tmp_path)
+    diff = collection.kv_cache_action_difference("Pendulum-v1", 12, model=loaded)
+    assert diff["max_abs_diff_first_K_steps"] < 1e-5  # exact while the episode is shorter than K
+    assert diff["steps_after_K"] == 8 and math.isfinite(diff["max_abs_diff_after_K_steps"])
