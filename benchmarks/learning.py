@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,8 @@ def train(config: Path, overrides: list[str], run_dir: Path) -> dict:
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
         return json.loads(summary.read_text())
     resume = latest_checkpoint(run_dir) is not None
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a run killed before its first checkpoint starts over
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = config_mod.load(run_dir / "config.yaml") if resume else config_mod.load(config, overrides)
     print(f"  {'resuming' if resume else 'training'} {run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir}",
