@@ -1,7 +1,8 @@
 """Learning: normalized score against env steps and wall time, from real training runs.
 
 Suites:
-- quick: configs/quick.yaml (classic control, MuJoCo, Atari from scripted experts), seeds 0..2.
+- quick: configs/quick.yaml (classic control, MuJoCo, Atari from scripted experts), seed 0
+  only (QUICK_SEEDS: each seed is a ~6-minute run on 2 idle cores, far more on a shared machine).
 - mujoco-medium: configs/bench/mujoco-medium.yaml, one run per MuJoCo locomotion task whose zoo
   has a medium policy, seeds 0..2: offline pretraining on the medium policy's episodes, then online
   fine-tuning. The online gain is the score at the end minus the score when pretraining ended,
@@ -25,6 +26,7 @@ from benchmarks.common import figure, markdown_table, save, write_results
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_DIR = ROOT / "runs" / "bench" / "learning"
 SEEDS = (0, 1, 2)
+QUICK_SEEDS = (0,)
 LOCOMOTION = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5")
 # D4RL reference returns (random, expert) used by the ODT paper's normalized scores (x100).
 D4RL_REFERENCE = {"Hopper-v5": (-20.272305, 3234.3), "HalfCheetah-v5": (-280.178953, 12135.0),
@@ -99,7 +101,7 @@ def plot_curves(curves: dict[str, list[dict]], x: str, path: Path, title: str) -
 
 
 def quick_suite(quick: bool, out: Path) -> tuple[dict, str]:
-    seeds = SEEDS[:1] if quick else SEEDS
+    seeds = QUICK_SEEDS
     overrides = QUICK_OVERRIDES if quick else []
     curves: dict[str, list[dict]] = {}
     finals: dict[str, list[float]] = {}
