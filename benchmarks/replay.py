@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -71,11 +72,19 @@ def _chunks(n_steps: int, rng: np.random.Generator) -> list[list[Episode]]:
     return [flat[j:j + CHUNK] for j in range(0, len(flat), CHUNK)]
 
 
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def _traced_bytes_per_timestep(n_steps: int, infos: list[TaskInfo], capacity: int) -> float:
+    """Bytes allocated (numpy arrays and Python objects, as tracemalloc sees them) per stored
+    timestep, creating `n_steps` timesteps of episodes and storing them in a fresh store."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        store = ReplayStore(infos, capacity=capacity, offline_share=0.5, context_len=K, seed=0)
+        for chunk in _chunks(n_steps, np.random.default_rng(2)):
+            store.add(chunk)
+        used = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    return used / store.total_timesteps()
 
 
 def _insert_rate(store: ReplayStore, chunks: list[list[Episode]]) -> tuple[float, float]:
@@ -226,13 +235,11 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
     per_task = n_steps // len(TASKS)
 
     extra = _chunks(n_steps // 20, rng)  # inserted at capacity (every add then evicts)
-    rss0 = _rss_bytes()  # the stored episodes are created from here on: RSS growth is what they cost
     chunks = _chunks(n_steps, rng)
     # Each task's capacity holds its whole share (one episode of slack); later inserts evict.
     capacity = per_task + max(t[3][1] for t in TASKS)
     store = ReplayStore(infos, capacity=capacity, offline_share=0.5, context_len=K, seed=0)
     fill_eps, fill_steps = _insert_rate(store, chunks)
-    rss_fill = _rss_bytes() - rss0
     stored = [(e, sums) for buf in store.buffers for e, sums in zip(buf.view()[0], buf.view()[2])]
     stored_steps = sum(e.length for e, _ in stored)
     array_bytes = sum(e.observations.nbytes + e.actions.nbytes + e.rewards.nbytes + sums.nbytes for e, sums in stored)
@@ -268,7 +275,7 @@ def run(quick: bool, out: Path, ray_run: bool | None = None) -> dict:
         "batch_construction_s": {"before": median(construction["before"]), "after": median(construction["after"]),
                                  "speedup": median(construction["before"]) / median(construction["after"])},
         "memory": {"array_bytes_per_timestep": array_bytes / stored_steps,
-                   "rss_bytes_per_timestep": rss_fill / sum(e.length for c in chunks for e in c),
+                   "traced_bytes_per_timestep": _traced_bytes_per_timestep(n_steps // 10, infos, capacity - per_task + per_task // 10),
                    "disk_bytes_per_timestep": disk_per_step},
         "ray_run": _ray_run(timeout_s=1800) if ray_run else None,
         "utilization_target": UTILIZATION_TARGET,
@@ -288,7 +295,7 @@ def _markdown(d: dict) -> str:
         [f"sample latency, batch {d['batch_size']}, K={d['context_len']} (ms)", s["median"] * 1e3, f"p90 {s['p90'] * 1e3:.2f} ms"],
         ["sample latency right after an insert (ms)", s["after_insert_median"] * 1e3, f"p90 {s['after_insert_p90'] * 1e3:.2f} ms"],
         ["memory per stored timestep, arrays (bytes)", mem["array_bytes_per_timestep"], "observations, actions, rewards and reward suffix sums of the stored episodes"],
-        ["memory per stored timestep, process RSS growth (bytes)", mem["rss_bytes_per_timestep"], "episodes created and stored: arrays, Python objects, allocator slack"],
+        ["memory per stored timestep, all allocations (bytes)", mem["traced_bytes_per_timestep"], "tracemalloc over creating and storing a tenth of the timesteps: arrays and Python objects"],
         ["disk per stored timestep (bytes)", mem["disk_bytes_per_timestep"], "replay/ shards"],
     ]
     text = [f"{d['stored_timesteps']:,} timesteps stored across {len(d['tasks'])} tasks ({', '.join(d['tasks'])}); "
