@@ -96,7 +96,9 @@ def mlp_policy(task: str, seed: int = 0):
 
 
 # ---------------------------------------------------------------------------------------
-# Contenders: each returns a callable running `steps` env steps and returning steps/s.
+# Contenders: each returns (run, counts): `run()` runs `steps` env steps and returns steps/s;
+# counts {"steps", "episodes"} add up the timed steps and the episodes they finished (episode
+# length matters: a reset costs more than a step, and random policies end Hopper episodes early).
 
 
 def raw_loop(task: str, num_envs: int, steps: int, seed: int = 0):
@@ -104,19 +106,24 @@ def raw_loop(task: str, num_envs: int, steps: int, seed: int = 0):
 
     spec = get_task(task)
     envs = [spec.make_env(seed=seed + i) for i in range(num_envs)]
+    counts = {"steps": 0, "episodes": 0}
 
     def run() -> float:
         t0 = time.perf_counter()
-        done = 0
+        done = episodes = 0
         while done < steps:
             for env in envs:
                 _, _, terminated, truncated, _ = env.step(env.action_space.sample())
                 if terminated or truncated:
                     env.reset()
+                    episodes += 1
                 done += 1
-        return done / (time.perf_counter() - t0)
+        rate = done / (time.perf_counter() - t0)
+        counts["steps"] += done
+        counts["episodes"] += episodes
+        return rate
 
-    return run
+    return run, counts
 
 
 def worker_loop(task: str, num_envs: int, steps: int, policy: str, seed: int = 0):
@@ -131,14 +138,18 @@ def worker_loop(task: str, num_envs: int, steps: int, policy: str, seed: int = 0
     else:
         worker.policy = Policy(worker.model, worker.policy.tasks, num_envs, seed=seed, inference=policy)
     worker.collect(min(steps, 50))  # envs reset, first forward done
+    counts = {"steps": 0, "episodes": 0}
 
     def run() -> float:
         start = worker.env_steps
         t0 = time.perf_counter()
-        worker.collect(steps)
-        return (worker.env_steps - start) / (time.perf_counter() - t0)
+        episodes = worker.collect(steps)
+        rate = (worker.env_steps - start) / (time.perf_counter() - t0)
+        counts["steps"] += worker.env_steps - start
+        counts["episodes"] += len(episodes)
+        return rate
 
-    return run
+    return run, counts
 
 
 def rllib_loop(task: str, num_envs: int, steps: int, seed: int = 0):
@@ -156,13 +167,17 @@ def rllib_loop(task: str, num_envs: int, steps: int, seed: int = 0):
               .debugging(seed=seed))
     runner = SingleAgentEnvRunner(config=config)
     runner.sample(num_timesteps=min(steps, 50))
+    counts = {"steps": 0, "episodes": 0}
 
     def run() -> float:
         t0 = time.perf_counter()
         episodes = runner.sample(num_timesteps=steps)
-        return sum(len(e) for e in episodes) / (time.perf_counter() - t0)
+        rate = sum(len(e) for e in episodes) / (time.perf_counter() - t0)
+        counts["steps"] += sum(len(e) for e in episodes)
+        counts["episodes"] += sum(e.is_done for e in episodes)
+        return rate
 
-    return run
+    return run, counts
 
 
 def trained_model(run_dir: str | Path):
@@ -298,9 +313,13 @@ def measure(tasks, num_envs, steps: int, rounds: int, contenders=CONTENDERS) -> 
                 "odt_kv": lambda: worker_loop(task, n, steps, "kv_cache"),
                 "rllib": lambda: rllib_loop(task, n, steps),
             }
-            runs = {c: makers[c]() for c in contenders}
-            figures = interleaved(runs, rounds)
-            results[task][str(n)] = {c: {"steps_per_s": median(v), "all": v} for c, v in figures.items()}
+            made = {c: makers[c]() for c in contenders}
+            figures = interleaved({c: run for c, (run, _) in made.items()}, rounds)
+            results[task][str(n)] = {
+                c: {"steps_per_s": median(v), "all": v,
+                    # None: no episode ended in the timed steps
+                    "mean_episode_length": made[c][1]["steps"] / made[c][1]["episodes"] if made[c][1]["episodes"] else None}
+                for c, v in figures.items()}
             line = ", ".join(f"{c} {median(v):,.0f}" for c, v in figures.items())
             print(f"  {task} x{n}: {line} steps/s", flush=True)
     return results
@@ -321,6 +340,7 @@ def ratios(results: dict) -> list[dict]:
 
 def plot(results: dict, path: Path) -> None:
     fig, ax = figure()
+    fig.set_size_inches(9, 5.2)
     groups = [(t, n) for t in results for n in results[t]]
     contenders = [c for c in CONTENDERS if c in next(iter(results.values()))[groups[0][1]]]
     width = 0.8 / len(contenders)
@@ -332,14 +352,14 @@ def plot(results: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("env steps / s (one actor, one thread)")
     ax.set_title("Collection throughput (median of interleaved rounds)", fontsize=9)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     save(fig, path)
 
 
 def run(quick: bool, out: Path, tasks=TASKS, num_envs=NUM_ENVS, steps: int | None = None,
         rounds: int | None = None) -> dict:
     torch.set_num_threads(1)
-    steps = steps or (100 if quick else 2000)
+    steps = steps or (100 if quick else 1500)
     rounds = rounds or (1 if quick else 5)
     mach = machine()
     print(f"collection: {len(tasks)} tasks x {list(num_envs)} envs, {steps} steps per call, {rounds} rounds, "
@@ -361,6 +381,9 @@ def run(quick: bool, out: Path, tasks=TASKS, num_envs=NUM_ENVS, steps: int | Non
 
     header = ["task", "envs", *[LABELS[c] for c in CONTENDERS]]
     rows = [[t, int(n), *[results[t][n][c]["steps_per_s"] for c in CONTENDERS]] for t in results for n in results[t]]
+    length_rows = [[t, int(n), *[("-" if results[t][n][c]["mean_episode_length"] is None
+                                  else round(results[t][n][c]["mean_episode_length"])) for c in CONTENDERS]]
+                   for t in results for n in results[t]]
     ratio_table = [[r["task"], r["ratio"], r["envs"], r["value"], f">= {r['target']}", "MET" if r["met"] else "NOT MET"]
                    for r in ratio_rows]
     speed_rows = [[t, int(n), s] for t in speedup for n, s in speedup[t].items()]
@@ -387,6 +410,10 @@ ODT: default ModelConfig (embed 128, 3 layers, 4 heads, context K=20), random in
 ## Env steps per second
 
 {markdown_table(header, rows)}
+
+## Mean episode length in the timed steps (steps / finished episodes; "-": none finished)
+
+{markdown_table(["task", "envs", *CONTENDERS], length_rows)}
 
 ## Targets
 

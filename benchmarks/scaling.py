@@ -5,7 +5,7 @@ each stepping `num_envs` environments of one task, all collecting at once; a rou
 actor of a group for `steps` env steps and times the group until the last one answers
 (total steps / wall). Groups of 1, 2 and 4 actors stay alive side by side and are timed in
 turn, round after round. Two policies: the ODT policy (exact default inference) and an MLP
-expert of the zoo's shape (the simulator-bound case).
+expert (the zoo's for the task, else one of its shape; the simulator-bound case).
 """
 from __future__ import annotations
 
@@ -99,6 +99,9 @@ def run(quick: bool, out: Path, actors=ACTORS, policies=POLICIES, task: str = TA
         if started:
             ray.shutdown()
     wall = time.perf_counter() - t0
+    from benchmarks.collection import mlp_policy
+
+    mlp_kind = mlp_policy(task)[1]
 
     results = {p: {str(n): {"steps_per_s": median(figures[(p, n)]), "all": figures[(p, n)],
                             "per_actor": median(figures[(p, n)]) / n,
@@ -129,7 +132,7 @@ def run(quick: bool, out: Path, actors=ACTORS, policies=POLICIES, task: str = TA
     md = f"""
 Command: `frontier bench scaling{' --quick' if quick else ''}` ({task}, {num_envs} envs per actor, {steps} env steps
 per actor per round, {rounds} interleaved rounds, median; wall {wall:.0f} s). Policies: the ODT policy (default
-ModelConfig, exact inference) and an MLP of the zoo's shape (64x64 tanh, random weights: the simulator-bound case).
+ModelConfig, exact inference) and, as "mlp", {mlp_kind} (the simulator-bound case).
 
 Actors run at the driver's niceness (Ray starts its workers at nice 15, behind every other job on a shared
 machine). This machine has {cores} cores, shared with other jobs (load average {mach['load_average_1m']:.1f} at start):
@@ -144,7 +147,7 @@ cluster with more cores extends it (actors are independent; each sends whole epi
         "machine": mach,
         "command": f"frontier bench scaling{' --quick' if quick else ''}",
         "task": task, "num_envs_per_actor": num_envs, "steps_per_actor_per_round": steps, "rounds": rounds,
-        "physical_cores": cores, "wall_s": wall, "results": results,
+        "physical_cores": cores, "wall_s": wall, "mlp_policy": mlp_kind, "results": results,
     }, md)
     print(table)
     print(f"machine: {machine_line(mach)}")
