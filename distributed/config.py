@@ -60,6 +60,12 @@ class TrainConfig:
     """Evaluation episodes per task at the end of the run; these give summary.json's scores."""
     max_wall_s: float = 0.0
     """Stop online fine-tuning after this many seconds of wall time (0: no limit)."""
+    max_learner_flops: float = 0.0
+    """Stop training (offline or online) once the learner has spent this many FLOPs, then run the
+    final evaluation (0: no limit). A compute budget that does not depend on the machine."""
+    freeze_trunk: bool = False
+    """Train only the per-task modules (observation and action encoders, heads, task embedding,
+    temperature); the shared transformer keeps the weights it started with (e.g. from `init_from`)."""
 
 
 @dataclass
@@ -90,6 +96,12 @@ class RunConfig:
     """Write a checkpoint every this many learner updates (and at the end)."""
     summary_every_s: float = 10.0
     """Rewrite summary.json at least this often (seconds)."""
+    init_from: str = ""
+    """Run directory whose final model.safetensors initializes this model ("": random init): the
+    shared trunk, and the per-task modules of tasks both runs have (matched by name, not position)."""
+    init_task_map: dict[str, str] = field(default_factory=dict)
+    """Use the `init_from` run's per-task modules of task A for this run's task B: {A: B}. Lets a
+    model of one task start another task with the same observation and action spaces."""
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -231,7 +243,8 @@ def validate(cfg: RunConfig) -> None:
             raise ValueError(f"config key '{key}' must be > 0, got {v}")
     for key, v in {"train.pretrain_updates": cfg.train.pretrain_updates,
                    "train.online_updates": cfg.train.online_updates,
-                   "train.max_wall_s": cfg.train.max_wall_s}.items():
+                   "train.max_wall_s": cfg.train.max_wall_s,
+                   "train.max_learner_flops": cfg.train.max_learner_flops}.items():
         if v < 0:
             raise ValueError(f"config key '{key}' must be >= 0, got {v}")
     if not 0.0 <= cfg.replay.offline_share <= 1.0:
@@ -244,3 +257,8 @@ def validate(cfg: RunConfig) -> None:
     for task in cfg.experts.sources:
         if task not in cfg.tasks:
             raise ValueError(f"config key 'experts.sources.{task}': task not in 'tasks'")
+    if cfg.init_task_map and not cfg.init_from:
+        raise ValueError("config key 'init_task_map' needs 'init_from'")
+    for old, new in cfg.init_task_map.items():
+        if new not in cfg.tasks:
+            raise ValueError(f"config key 'init_task_map.{old}': {new!r} is not in 'tasks'")

@@ -10,6 +10,8 @@ Run directory:
   checkpoints/       ckpt-<updates>/ (model.safetensors, learner_state.pt, run_state.json)
   replay/            persisted episodes (see distributed/replay.py)
   summary.json       rewritten periodically and at the end
+  evals.jsonl        one line per evaluation: counters (updates, env steps, learner FLOPs and
+                     seconds, actor CPU-s) and the returns per task, for curves against compute
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from agents.learner import Learner
 from agents.spaces import Box
@@ -55,6 +58,68 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std of vector observations, std floored at MIN_OBSERVATION_STD."""
     obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
     return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
+
+
+# Parameters that belong to one task: ModuleDict entries keyed by the task's position.
+PER_TASK_MODULES = ("obs_encoders", "action_encoders", "heads")
+# Parameters with one row per task, indexed by the task's position.
+PER_TASK_ROWS = ("task_embed.weight", "log_temperature")
+
+
+def init_weights_from(model, run_dir: Path, task_map: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Load another run's final model.safetensors into `model` where it fits.
+
+    Per-task modules and rows are matched by task NAME (positions differ between runs),
+    after renaming the other run's tasks by `task_map`; its tasks that `model` lacks are
+    skipped. Every other tensor (the shared trunk) is loaded when its shape matches.
+    Returns {"loaded": [...], "skipped": [...]} (this model's / the other model's keys).
+    """
+    run_dir = Path(run_dir)
+    weights, config_path = run_dir / "model.safetensors", run_dir / "config.yaml"
+    if not weights.is_file() or not config_path.is_file():
+        raise ValueError(f"init_from {run_dir}: not a finished run directory (needs model.safetensors and config.yaml)")
+    their_tasks = config_mod.load(config_path).tasks
+    task_map = task_map or {}
+    unknown = [t for t in task_map if t not in their_tasks]
+    if unknown:
+        raise ValueError(f"init_task_map names {unknown[0]!r}, which the init_from run {run_dir} did not train on")
+    ours = {t.name: i for i, t in enumerate(model.tasks)}
+    # their position -> our position, for the tasks both have (after renaming)
+    index = {i: ours[task_map.get(t, t)] for i, t in enumerate(their_tasks) if task_map.get(t, t) in ours}
+    state = model.state_dict()
+    loaded, skipped = [], []
+    with torch.no_grad():
+        for key, value in load_file(str(weights)).items():
+            head, _, rest = key.partition(".")
+            if head in PER_TASK_MODULES:
+                pos, _, leaf = rest.partition(".")
+                target = f"{head}.{index[int(pos)]}.{leaf}" if int(pos) in index else None
+                if target is None or target not in state or state[target].shape != value.shape:
+                    skipped.append(key)
+                    continue
+                state[target].copy_(value)
+                loaded.append(target)
+            elif key in PER_TASK_ROWS:
+                for theirs, mine in index.items():
+                    state[key][mine].copy_(value[theirs])
+                loaded.append(key)
+            elif key in state and state[key].shape == value.shape:
+                state[key].copy_(value)
+                loaded.append(key)
+            else:
+                skipped.append(key)
+    return {"loaded": loaded, "skipped": skipped}
+
+
+def freeze_trunk(model) -> int:
+    """Stop gradients to everything but the per-task modules, the task embedding and the
+    temperature; returns the number of parameters left trainable."""
+    trainable = 0
+    for name, p in model.named_parameters():
+        per_task = name.split(".")[0] in PER_TASK_MODULES or name in PER_TASK_ROWS
+        p.requires_grad_(per_task)
+        trainable += p.numel() if per_task else 0
+    return trainable
 
 
 class RunState:
@@ -95,9 +160,15 @@ class Runner:
     Subclasses provide the learner (`save_learner(dir)`), and the loop (`run`).
     """
 
+    # Whether the runner implements init_from, freeze_trunk and max_learner_flops.
+    supports_init_and_budget = False
+
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        if not self.supports_init_and_budget and (cfg.init_from or cfg.train.freeze_trunk
+                                                  or cfg.train.max_learner_flops):
+            raise ValueError("init_from, train.freeze_trunk and train.max_learner_flops need the serial runner (--serial)")
         self.specs = resolve_tasks(cfg.tasks)
         self.infos = [s.info() for s in self.specs]
         self.state = RunState()
@@ -175,6 +246,12 @@ class Runner:
         log = self.monitor.evaluation if kind == "eval" else self.monitor.exploration
         for task, r in returns.items():
             log(task, r, self.state.env_steps)
+        if kind == "eval":
+            s = self.state
+            line = {"updates": s.updates, "env_steps": s.env_steps, "learner_flops": s.learner_flops,
+                    "learner_device_s": s.learner_device_s, "actor_cpu_s": s.actor_cpu_s, "returns": returns}
+            with open(self.run_dir / "evals.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
 
     def account(self, before: dict, after: dict, source: str) -> None:
         """Charge a rollout worker's counters (env steps, CPU, dropped episodes) between two readings."""
@@ -207,11 +284,17 @@ class Runner:
 class SerialRunner(Runner):
     """One process, no Ray: the same RolloutWorker, ReplayStore and Learner, called in turn."""
 
+    supports_init_and_budget = True
+
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None):
         super().__init__(cfg, run_dir, resume, live)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.learner = Learner(cfg.model, self.infos, cfg.learner, seed=cfg.seed)
+        if cfg.init_from and self.resume_from is None:  # a checkpoint already holds the initialized weights
+            init_weights_from(self.learner.model, Path(cfg.init_from), cfg.init_task_map)
+        if cfg.train.freeze_trunk:
+            freeze_trunk(self.learner.model)
         self.replay = ReplayStore(self.infos, cfg.replay.capacity, cfg.replay.offline_share, cfg.model.context_len,
                                   cfg.replay.task_weights, self.run_dir / "replay", seed=cfg.seed)
         if resume:
@@ -290,20 +373,26 @@ class SerialRunner(Runner):
     def run(self) -> dict:
         return self.finish(self._loop)
 
+    def out_of_budget(self) -> bool:
+        budget = self.cfg.train.max_learner_flops
+        return bool(budget) and self.state.learner_flops >= budget
+
     def _loop(self) -> None:
         cfg, s = self.cfg, self.state
         if not s.experts_done:
             self.collect_experts()
         if self.resume_from is None:  # a checkpoint carries the statistics inside the model
             self.set_observation_stats()
-        while s.updates < cfg.train.pretrain_updates:
+        while s.updates < cfg.train.pretrain_updates and not self.out_of_budget():
             self.update()
             self._tick("pretrain")
-        while s.updates < self.planned_updates:
+        while s.updates < self.planned_updates and not self.out_of_budget():
             if cfg.train.max_wall_s and self.wall_s > cfg.train.max_wall_s:
                 break
             self.explore()
             for _ in range(min(cfg.train.updates_per_round, self.planned_updates - s.updates)):
+                if self.out_of_budget():
+                    break
                 self.update()
                 self._tick("online")
         self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
