@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distributed import bench
 
     bench.add_parser(sub)
+    from distributed import compare
+
+    compare.add_parser(sub)
     return p
 
 

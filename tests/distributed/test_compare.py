@@ -1,0 +1,352 @@
+"""`frontier compare`: spec checks, closest-source selection, budget and cost accounting,
+init_from / freeze_trunk, resuming, the Ray executor and the report."""
+import copy
+import json
+import shutil
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+from agents.model import DecisionTransformer, ModelConfig
+from distributed import config as config_mod
+from distributed.cli import main
+from distributed.compare import (Arm, Job, Plan, execute, job_done, make_plan, run_job, same_spaces, select_closest,
+                                 spec_from_dict)
+from distributed.compare_report import arm_offset, arm_record, expert_cost, write_report
+from distributed.driver import SerialRunner, freeze_trunk, init_weights_from
+from envs.datasets import read_dataset_info
+from envs.experts.rl import zoo_policy
+from envs.registry import get_task
+
+# A comparison that finishes in seconds: Pendulum as target, two sources, a one-layer model.
+# One update costs about 1.3e6 FLOPs here, so the budgets are tens to a few hundred updates.
+TINY = {
+    "name": "tiny",
+    "target": "Pendulum-v1",
+    "sources": ["InvertedPendulum-v5", "CartPole-v1"],
+    "related": ["InvertedPendulum-v5"],
+    "closest": {"measure": "list", "order": ["InvertedPendulum-v5"]},
+    "seeds": [0],
+    "budget_flops": 1.2e8,
+    "source_flops": 4.0e7,
+    "pretrain_flops": 6.0e7,
+    "matrix_flops": 8.0e7,
+    "expert_episodes": 2,
+    "target_episodes": 1,
+    "few_shot": {"episodes": 1, "updates": 5},
+    "run": {
+        "experts": {"source": "scripted"},
+        "model": {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "context_len": 8, "dropout": 0.0},
+        "learner": {"warmup_updates": 10},
+        "replay": {"capacity": 20000},
+        "train": {"batch_size": 16, "pretrain_updates": 30, "online_updates": 1000, "updates_per_round": 20,
+                  "explore_steps_per_round": 200, "eval_every": 20, "eval_episodes": 1, "final_eval_episodes": 1},
+        "rollout": {"envs_per_worker": 2},
+        "checkpoint_every": 20,
+    },
+}
+
+
+def tiny(**changes) -> dict:
+    d = copy.deepcopy(TINY)
+    d.update(changes)
+    return d
+
+
+def closure(plan: Plan, name: str) -> Plan:
+    """The plan cut down to one job and the jobs it needs."""
+    by_name = {j.name: j for j in plan.jobs}
+    keep, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        if n not in keep:
+            keep.add(n)
+            todo += by_name[n].deps
+    return Plan([j for j in plan.jobs if j.name in keep], [], [])
+
+
+def one_update_flops(spec, tasks) -> float:
+    """Upper bound of one update's learner FLOPs (every token real, the dearest task)."""
+    cfg = config_mod.from_dict({**spec.run, "tasks": tasks})
+    model = DecisionTransformer(cfg.model, [get_task(t).info() for t in tasks])
+    return 3.0 * model.flops_per_token() * cfg.train.batch_size * cfg.model.context_len
+
+
+@pytest.fixture(scope="module")
+def done_compare(tmp_path_factory):
+    """The TINY comparison, run serially once for the module: (spec, plan, out)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("compare")
+    spec = spec_from_dict(tiny())
+    plan = make_plan(spec, out)
+    assert execute(plan, out, serial=True, log=lambda m: None) == {}
+    return spec, plan, out
+
+
+# -- the spec ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"bogus": 1}, "unknown config key 'bogus'"),
+    ({"target": "Nope-v0"}, "config key 'target'"),
+    ({"sources": ["Pendulum-v1", "CartPole-v1"]}, "cannot be a source"),
+    ({"related": ["Acrobot-v1"]}, "'related': 'Acrobot-v1' is not in 'sources'"),
+    ({"source_flops": 2e8}, "must be below budget_flops"),
+    ({"matrix_flops": 1e7}, "must exceed source_flops"),
+    ({"budget_flops": "lots"}, "config key 'budget_flops' must be a number"),
+    ({"closest": {"measure": "list"}}, "closest.order"),
+    ({"closest": {"measure": "nearest"}}, "closest.measure"),
+    ({"closest": {"measure": "spaces"}}, "no source shares Pendulum-v1's spaces"),
+    ({"few_shot": {"episodes": 5}}, "few_shot.episodes"),
+    ({"run": {"tasks": ["CartPole-v1"]}}, "run.tasks"),
+    ({"run": {"train": {"batch_size": 0}}}, "train.batch_size"),
+    ({"run": {"experts": {"source": "rl"}}}, "has no expert of kind 'rl'"),
+])
+def test_bad_specs_name_the_problem(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        spec_from_dict(tiny(**changes))
+
+
+def test_flops_written_without_exponent_sign_are_numbers():
+    assert spec_from_dict(tiny(budget_flops="2.0e8")).budget_flops == 2e8  # YAML 1.1 reads 2.0e8 as a string
+
+
+def test_cli_bad_spec_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tiny(source_flops=5e8)))
+    assert main(["compare", str(path), "--serial", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("frontier compare: error: config key 'source_flops'") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+# -- closest-task selection -------------------------------------------------------------------
+
+
+def test_same_spaces_measure_finds_matching_sources_or_falls_back():
+    assert same_spaces("Walker2d-v5", ["Hopper-v5", "HalfCheetah-v5", "CartPole-v1"]) == (["HalfCheetah-v5"], False)
+    assert same_spaces("InvertedDoublePendulum-v5", ["InvertedPendulum-v5"], ["InvertedPendulum-v5"]) == (
+        ["InvertedPendulum-v5"], True)
+    with pytest.raises(ValueError, match="no source shares InvertedDoublePendulum-v5's spaces"):
+        same_spaces("InvertedDoublePendulum-v5", ["InvertedPendulum-v5", "CartPole-v1"])
+
+
+def test_select_closest_takes_the_highest_zero_shot_return():
+    assert select_closest({"a": 1.0, "b": 3.0, "c": 2.0}) == "b"
+    assert select_closest({"a": 3.0, "b": 3.0}) == "a"  # ties: the earlier candidate
+    with pytest.raises(ValueError):
+        select_closest({})
+
+
+def test_user_list_measure_fine_tunes_the_first_listed_source(tmp_path):
+    spec = spec_from_dict(tiny(closest={"measure": "list", "order": ["CartPole-v1", "InvertedPendulum-v5"]}))
+    jobs = {j.name: j for j in make_plan(spec, tmp_path).jobs}
+    job = jobs["seed0/arm/specialist"]
+    assert job.config["init_from"] == "seed0/source/CartPole-v1" and job.charge == ["seed0/source/CartPole-v1"]
+    assert "init_task_map" not in job.config  # CartPole's spaces differ from Pendulum's: the trunk only
+
+
+def test_spaces_measure_falls_back_to_the_list_when_no_source_matches(tmp_path):
+    spec = spec_from_dict(tiny(closest={"measure": "spaces", "order": ["CartPole-v1"]}))
+    jobs = {j.name: j for j in make_plan(spec, tmp_path).jobs}
+    assert jobs["seed0/arm/specialist"].config["init_from"] == "seed0/source/CartPole-v1"
+    assert not any("/select/" in n for n in jobs)
+
+
+def test_spaces_measure_evaluates_candidates_zero_shot_and_fine_tunes_the_best(tmp_path):
+    torch.set_num_threads(1)
+    spec = spec_from_dict(tiny(
+        target="Walker2d-v5", sources=["HalfCheetah-v5", "Hopper-v5"], related=["Hopper-v5"], matrix_flops=0,
+        closest={"measure": "spaces"}, expert_episodes=1,
+        run={**TINY["run"], "experts": {"source": "filtered"}}))
+    plan = make_plan(spec, tmp_path)
+    spec_job = next(j for j in plan.jobs if j.name == "seed0/arm/specialist")
+    # Choosing needed the candidate's model and its zero-shot evaluation: both are charged.
+    assert spec_job.charge == ["seed0/source/HalfCheetah-v5", "seed0/select/HalfCheetah-v5"]
+    assert execute(closure(plan, "seed0/arm/specialist"), tmp_path, serial=True, log=lambda m: None) == {}
+    chosen = json.loads((tmp_path / "seed0/select/closest/select.json").read_text())
+    assert chosen["closest"] == "HalfCheetah-v5" and set(chosen["zero_shot_return"]) == {"HalfCheetah-v5"}
+    cfg = config_mod.load(tmp_path / "seed0/arm/specialist/config.yaml")
+    # Same spaces: the whole HalfCheetah policy (adapter and head too) starts the Walker2d run.
+    assert cfg.init_from.endswith("seed0/source/HalfCheetah-v5") and cfg.init_task_map == {"HalfCheetah-v5": "Walker2d-v5"}
+    zero_shot = json.loads((tmp_path / "seed0/select/HalfCheetah-v5/summary.json").read_text())
+    assert zero_shot["learner_updates"] == 0
+
+
+# -- budget and cost accounting ---------------------------------------------------------------
+
+
+def test_every_arm_stops_at_its_budget(done_compare):
+    spec, plan, out = done_compare
+    step = one_update_flops(spec, spec.sources)
+    for arm in plan.arms:
+        if arm.name in ("scratch", "specialist", "related", "generalist"):
+            rec = arm_record(out, arm, spec.target, (0.0, 1.0))
+            total = rec["cost"]["learner_flops"]
+            assert spec.budget_flops <= total < spec.budget_flops + step, arm.name
+            summary = json.loads((out / arm.final / "summary.json").read_text())
+            planned = spec.run["train"]["pretrain_updates"] + spec.run["train"]["online_updates"]
+            assert summary["learner_updates"] < planned  # the budget stopped it, not the update count
+
+
+def test_pretraining_is_charged_against_the_arm_budget(done_compare):
+    spec, plan, out = done_compare
+    source = json.loads((out / "seed0/source/InvertedPendulum-v5/summary.json").read_text())
+    assert spec.source_flops <= source["compute"]["learner_flops"] < spec.source_flops + one_update_flops(
+        spec, ["InvertedPendulum-v5"])
+    cfg = config_mod.load(out / "seed0/arm/specialist/config.yaml")
+    assert cfg.train.max_learner_flops == pytest.approx(spec.budget_flops - source["compute"]["learner_flops"])
+    pre = json.loads((out / "seed0/pretrain/generalist/summary.json").read_text())
+    gen = next(a for a in plan.arms if a.name == "generalist")
+    assert arm_record(out, gen, spec.target, (0.0, 1.0))["pretraining_flops"] == pre["compute"]["learner_flops"]
+    # The generalist's curve starts after its pretraining: x = pretraining FLOPs + fine-tuning FLOPs.
+    curve = arm_record(out, gen, spec.target, (0.0, 1.0))["curve"]
+    assert curve[0]["flops"] > pre["compute"]["learner_flops"]
+
+
+def test_expert_data_is_charged_pro_rata_once_per_arm(done_compare):
+    spec, plan, out = done_compare
+    gen = next(a for a in plan.arms if a.name == "generalist")
+    assert gen.data == {"Pendulum-v1": 1, "InvertedPendulum-v5": 2, "CartPole-v1": 2}
+    off = arm_offset(out, gen)
+    expected_cpu, expected_steps = 0.0, 0
+    for task, used in gen.data.items():
+        info = read_dataset_info(out / f"seed0/data/{task}")
+        expected_cpu += used / info["episodes"] * info["cost"]["cpu_s"]
+        expected_steps += round(used / info["episodes"] * info["cost"]["env_steps"])
+    assert off["data_cpu_s"] == pytest.approx(expected_cpu) and off["data_cpu_s"] > 0
+    assert off["env_steps_by_source"]["data:scripted"] == expected_steps > 0
+    assert off["expert_cpu_s"] == 0.0  # scripted controllers need no training
+
+
+def test_rl_experts_are_charged_their_zoo_card_cost(tmp_path):
+    card = zoo_policy("InvertedPendulum-v5", "expert")
+    assert card is not None, "the zoo holds an InvertedPendulum-v5 expert"
+    job = Job("seed0/data/InvertedPendulum-v5", "data", task="InvertedPendulum-v5", episodes=2, config={"kind": "rl"})
+    info = run_job(tmp_path, job)
+    assert info["source"]["kind"] == "rl" and expert_cost(info)["cpu_s"] == card["cpu_s"] > 0
+    off = arm_offset(tmp_path, Arm("specialist", 0, "", [], {"InvertedPendulum-v5": 1}))
+    assert off["expert_cpu_s"] == card["cpu_s"]
+    assert off["env_steps_by_source"]["expert-training"] == card["env_steps"]
+    assert off["env_steps_by_source"]["data:rl"] == round(info["cost"]["env_steps"] / 2)  # 1 of its 2 episodes
+
+
+# -- init_from and freeze_trunk -----------------------------------------------------------------
+
+
+def _saved_run(directory, tasks, seed=0):
+    cfg = config_mod.from_dict({"tasks": tasks, "model": {"embed_dim": 16, "n_layers": 1, "n_heads": 2}})
+    torch.manual_seed(seed)
+    model = DecisionTransformer(cfg.model, [get_task(t).info() for t in tasks])
+    directory.mkdir(parents=True)
+    config_mod.save(cfg, directory / "config.yaml")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                                str(directory / "model.safetensors"))
+    return cfg, model
+
+
+def test_init_from_matches_per_task_modules_by_name(tmp_path):
+    cfg, src = _saved_run(tmp_path / "src", ["CartPole-v1", "Pendulum-v1"])
+    torch.manual_seed(1)
+    dst = DecisionTransformer(cfg.model, [get_task(t).info() for t in ["Pendulum-v1", "InvertedPendulum-v5"]])
+    fresh = copy.deepcopy(dst.state_dict())
+    report = init_weights_from(dst, tmp_path / "src")
+    torch.testing.assert_close(dst.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)  # the trunk
+    torch.testing.assert_close(dst.heads["0"].weight, src.heads["1"].weight)  # Pendulum: position 1 -> 0
+    torch.testing.assert_close(dst.task_embed.weight[0], src.task_embed.weight[1])
+    torch.testing.assert_close(dst.log_temperature[0], src.log_temperature[1])
+    torch.testing.assert_close(dst.heads["1"].weight, fresh["heads.1.weight"])  # InvertedPendulum: not in the source
+    torch.testing.assert_close(dst.task_embed.weight[1], fresh["task_embed.weight"][1])
+    assert "heads.0.weight" in report["skipped"]  # CartPole's head has no place here
+
+
+def test_init_task_map_carries_a_policy_to_a_task_with_the_same_spaces(tmp_path):
+    _, src = _saved_run(tmp_path / "src", ["HalfCheetah-v5"])
+    cfg = config_mod.from_dict({"tasks": ["Walker2d-v5"], "model": {"embed_dim": 16, "n_layers": 1, "n_heads": 2}})
+    dst = DecisionTransformer(cfg.model, [get_task("Walker2d-v5").info()])
+    init_weights_from(dst, tmp_path / "src", {"HalfCheetah-v5": "Walker2d-v5"})
+    torch.testing.assert_close(dst.heads["0"].weight, src.heads["0"].weight)
+    torch.testing.assert_close(dst.obs_encoders["0"].proj.weight, src.obs_encoders["0"].proj.weight)
+    with pytest.raises(ValueError, match="did not train on"):
+        init_weights_from(dst, tmp_path / "src", {"Hopper-v5": "Walker2d-v5"})
+    with pytest.raises(ValueError, match="not a finished run directory"):
+        init_weights_from(dst, tmp_path / "nowhere")
+
+
+def test_freeze_trunk_trains_only_per_task_modules(tmp_path, tiny_config):
+    cfg = tiny_config("train.pretrain_updates=5", "train.online_updates=0", "train.freeze_trunk=true")
+    (tmp_path / "run").mkdir()
+    runner = SerialRunner(cfg, tmp_path / "run", live=False)
+    before = {k: v.clone() for k, v in runner.learner.model.state_dict().items()}
+    runner.run()
+    after = runner.learner.model.state_dict()
+    assert torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
+    assert torch.equal(before["timestep_embed.weight"], after["timestep_embed.weight"])
+    assert not torch.equal(before["heads.0.weight"], after["heads.0.weight"])
+    assert not torch.equal(before["obs_encoders.1.proj.weight"], after["obs_encoders.1.proj.weight"])
+    assert freeze_trunk(runner.learner.model) < runner.learner.model.num_parameters()
+
+
+def test_budget_options_need_the_serial_runner(tmp_path, tiny_config):
+    from distributed.ray_driver import RayRunner
+
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ValueError, match="need the serial runner"):
+        RayRunner(tiny_config("train.max_learner_flops=1000000"), tmp_path / "run", live=False)
+
+
+# -- resuming, Ray, the report ----------------------------------------------------------------
+
+
+def test_interrupted_compare_resumes_unfinished_runs_only(done_compare, tmp_path):
+    spec, _, done_out = done_compare
+    out = tmp_path / "out"
+    shutil.copytree(done_out, out)
+    plan = make_plan(spec, out)
+    run = out / "seed0/arm/scratch"
+    summary = json.loads((run / "summary.json").read_text())
+    summary["status"] = "running"  # as if the process died after its last checkpoint
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "model.safetensors").unlink()
+
+    partial = write_report(spec, plan, out)
+    assert partial["status"] == "partial" and (out / "report.md").read_text().startswith("# frontier compare: tiny\n\n**PARTIAL")
+    assert "scratch" not in partial["aggregate"]
+
+    lines = []
+    assert execute(plan, out, serial=True, log=lines.append) == {}
+    assert lines[0].endswith(f"{len(plan.jobs) - 1} finished before, 1 to run") and "seed0/arm/scratch" in lines[1]
+    assert "resumed" in (run / "log.txt").read_text()
+    resumed = json.loads((run / "summary.json").read_text())
+    assert resumed["status"] == "finished" and resumed["learner_updates"] >= summary["learner_updates"]
+
+
+def test_report_files_and_numbers(done_compare):
+    spec, plan, out = done_compare
+    results = write_report(spec, plan, out)
+    assert results["status"] == "complete"
+    for name in ("report.md", "results.json", "score_vs_flops.png", "score_vs_seconds.png", "transfer_matrix.png"):
+        assert (out / name).is_file(), name
+    assert set(results["aggregate"]) == {"scratch", "specialist", "related", "generalist"}
+    assert set(results["points"]) == {"generalist-zeroshot", "generalist-fewshot"}
+    # every ordered pair of the three tasks
+    assert len(results["transfer_matrix"]) == 6
+    scratch = json.loads((out / "seed0/arm/scratch/summary.json").read_text())
+    assert results["aggregate"]["scratch"]["final_scores"] == [scratch["tasks"]["Pendulum-v1"]["normalized_score"]]
+    for run in ("seed0/arm/generalist", "seed0/matrix/CartPole-v1--Pendulum-v1"):
+        assert any((out / run / "tb").iterdir())  # TensorBoard for every run
+
+
+def test_ray_executor_runs_jobs_as_tasks(tmp_path):
+    import ray
+
+    spec = spec_from_dict(tiny(matrix_flops=0))
+    plan = closure(make_plan(spec, tmp_path), "seed0/arm/specialist")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        assert execute(plan, tmp_path, serial=False, log=lambda m: None) == {}
+    finally:
+        ray.shutdown()
+    assert all(job_done(tmp_path, j) for j in plan.jobs)
