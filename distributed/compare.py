@@ -169,7 +169,8 @@ def validate_spec(spec: CompareSpec) -> None:
     if not spec.related:
         raise ValueError("config key 'related' must name at least one source")
     if spec.closest.measure not in MEASURES:
-        raise ValueError(f"config key 'closest.measure' must be one of {', '.join(MEASURES)}, got {spec.closest.measure!r}")
+        raise ValueError(f"config key 'closest.measure' must be one of {', '.join(MEASURES)}, "
+                         f"got {spec.closest.measure!r}")
     if spec.closest.measure == "list" and not spec.closest.order:
         raise ValueError("config key 'closest.order' must list sources for closest.measure 'list'")
     if spec.closest.measure == "spaces":
@@ -329,6 +330,16 @@ def make_plan(spec: CompareSpec, out: Path) -> Plan:
     T = spec.target
     matrix_tasks = all_tasks(spec) if spec.matrix_flops else []
     base = config_mod.from_dict({**spec.run, "tasks": all_tasks(spec)})
+
+    def source_model(seed: int, t: str) -> str:
+        """The single-task model of `t` (one job per task and seed, shared by arms and matrix cells)."""
+        name = f"seed{seed}/source/{safe(t)}"
+        if not any(j.name == name for j in jobs):
+            paths = {t: str(out / f"seed{seed}/data/{safe(t)}")}
+            jobs.append(Job(name, "run", [f"seed{seed}/data/{safe(t)}"], seed=seed, config=_run_config(
+                spec, [t], seed, paths, spec.expert_episodes, max_learner_flops=spec.source_flops)))
+        return name
+
     for seed in spec.seeds:
         p = f"seed{seed}"
         data = {t: f"{p}/data/{safe(t)}" for t in all_tasks(spec)}
@@ -341,13 +352,6 @@ def make_plan(spec: CompareSpec, out: Path) -> Plan:
                 need.append(spec.target_episodes)
             kind = base.experts.sources.get(t, base.experts.source)
             jobs.append(Job(data[t], "data", task=t, episodes=max(need), seed=seed, config={"kind": kind}))
-
-        def source_model(t: str) -> str:
-            name = f"{p}/source/{safe(t)}"
-            if not any(j.name == name for j in jobs):
-                jobs.append(Job(name, "run", [data[t]], seed=seed, config=_run_config(
-                    spec, [t], seed, paths, spec.expert_episodes, max_learner_flops=spec.source_flops)))
-            return name
 
         def pretrain(arm: str, tasks: list[str]) -> str:
             name = f"{p}/pretrain/{arm}"
@@ -374,7 +378,7 @@ def make_plan(spec: CompareSpec, out: Path) -> Plan:
         # specialist: the closest source's single-task model, fine-tuned
         if spec.closest.measure == "list":
             closest = spec.closest.order[0]
-            src = source_model(closest)
+            src = source_model(seed, closest)
             on_target("arm/specialist", [src], init=src, budget=spec.budget_flops, charge=[src],
                       task_map=source_task_map(closest, T))
             arms.append(Arm("specialist", seed, f"{p}/arm/specialist", [src],
@@ -382,13 +386,13 @@ def make_plan(spec: CompareSpec, out: Path) -> Plan:
         else:
             candidates, fell_back = same_spaces(T, spec.sources, spec.closest.order)
             if fell_back:
-                src = source_model(candidates[0])
+                src = source_model(seed, candidates[0])
                 on_target("arm/specialist", [src], init=src, budget=spec.budget_flops, charge=[src],
                           task_map=source_task_map(candidates[0], T))
                 arms.append(Arm("specialist", seed, f"{p}/arm/specialist", [src],
                                 {**target_data, candidates[0]: spec.expert_episodes}))
             else:
-                models = [source_model(s) for s in candidates]
+                models = [source_model(seed, s) for s in candidates]
                 evals = []
                 for s, m in zip(candidates, models):
                     # The source model run on T as it is: T's observations go through S's adapter.
@@ -405,11 +409,13 @@ def make_plan(spec: CompareSpec, out: Path) -> Plan:
         for arm, tasks in (("related", spec.related), ("generalist", spec.sources)):
             pre = pretrain(arm, tasks)
             on_target(f"arm/{arm}", [pre], init=pre, budget=spec.budget_flops, charge=[pre])
-            arms.append(Arm(arm, seed, f"{p}/arm/{arm}", [pre], {**target_data, **{t: spec.expert_episodes for t in tasks}}))
+            used = {**target_data, **{t: spec.expert_episodes for t in tasks}}
+            arms.append(Arm(arm, seed, f"{p}/arm/{arm}", [pre], used))
         pre = f"{p}/pretrain/generalist"
         gen_data = {t: spec.expert_episodes for t in spec.sources}
         on_target("arm/generalist-zeroshot", [pre], init=pre, pretrain_updates=0, online_updates=0)
-        arms.append(Arm("generalist-zeroshot", seed, f"{p}/arm/generalist-zeroshot", [pre], {**target_data, **gen_data}))
+        arms.append(Arm("generalist-zeroshot", seed, f"{p}/arm/generalist-zeroshot", [pre],
+                        {**target_data, **gen_data}))
         on_target("arm/generalist-fewshot", [pre], init=pre, episodes=spec.few_shot.episodes,
                   pretrain_updates=spec.few_shot.updates, online_updates=0, freeze_trunk=True)
         arms.append(Arm("generalist-fewshot", seed, f"{p}/arm/generalist-fewshot", [pre],
@@ -423,10 +429,7 @@ def make_plan(spec: CompareSpec, out: Path) -> Plan:
             cfg = _run_config(spec, [tgt], seed, paths, spec.target_episodes, max_learner_flops=spec.matrix_flops)
             jobs.append(Job(scratch, "run", [f"{p}/data/{safe(tgt)}"], seed=seed, config=cfg))
         for src in matrix_tasks:
-            model = f"{p}/source/{safe(src)}"
-            if not any(j.name == model for j in jobs):
-                jobs.append(Job(model, "run", [f"{p}/data/{safe(src)}"], seed=seed, config=_run_config(
-                    spec, [src], seed, paths, spec.expert_episodes, max_learner_flops=spec.source_flops)))
+            model = source_model(seed, src)
             for tgt in matrix_tasks:
                 if tgt == src:
                     continue
@@ -519,7 +522,8 @@ def _train(out: Path, d: Path, job: Job) -> None:
         spent = sum(job_result(out, Job(c, "run"))["compute"]["learner_flops"] for c in job.charge)
         left = job.budget - spent
         if left <= 0:
-            raise ValueError(f"{job.name}: the runs it is charged for spent {spent:g} FLOPs, the budget is {job.budget:g}")
+            raise ValueError(f"{job.name}: the runs it is charged for spent {spent:g} FLOPs, "
+                             f"the budget is {job.budget:g}")
         cfg.setdefault("train", {})["max_learner_flops"] = left
     run_cfg = config_mod.from_dict(cfg)
     resume = (d / "config.yaml").is_file()

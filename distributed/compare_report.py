@@ -269,8 +269,8 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
     per_cell: dict[tuple[str, str], list[float]] = {}
     for cell in plan.cells:
         if cell["job"] in done and cell["scratch"] in done:
-            score = json.loads((out / cell["job"] / "summary.json").read_text())["tasks"][cell["target"]]["normalized_score"]
-            base = json.loads((out / cell["scratch"] / "summary.json").read_text())["tasks"][cell["target"]]["normalized_score"]
+            score, base = (json.loads((out / cell[k] / "summary.json").read_text())["tasks"][cell["target"]]["normalized_score"]
+                           for k in ("job", "scratch"))
             per_cell.setdefault((cell["source"], cell["target"]), []).append(score - base)
     gains = {k: {"mean": float(np.mean(v)), "per_seed": v, "ci": bootstrap_ci(v, statistic=np.mean)}
              for k, v in per_cell.items()}
@@ -314,18 +314,14 @@ def _findings(spec: CompareSpec, agg: dict, points: dict, gains: dict, frontiers
         lines.append(f"The generalist {verdict} the specialist at equal learner FLOPs ({g['final_iqm']:.2f} vs "
                      f"{s['final_iqm']:.2f})" + ("; the 95% CIs overlap, so with these seeds the difference is not "
                                                  "resolved." if overlap else "; the 95% CIs do not overlap."))
-    losers = [a for a in agg if a != "generalist" and "generalist" in agg and agg[a]["final_iqm"] > agg["generalist"]["final_iqm"]]
+    losers = [a for a in agg if "generalist" in agg and agg[a]["final_iqm"] > agg["generalist"]["final_iqm"]]
     if losers:
         lines.append("Where the generalist loses: at the budget, " + ", ".join(losers) + " end higher than it.")
     for axis, label in (("flops", "learner FLOPs"), ("seconds", "total seconds")):
         owners = []
-        for x, y in frontiers[axis]:
-            for a, v in agg.items():
-                if any(abs(px - x) < 1e-9 * max(1.0, abs(x)) and abs(py - y) < 1e-12 for px, py in zip(v[axis]["x"], v[axis]["iqm"])):
-                    owners.append(a)
-            for a, p in points.items():
-                if p[axis] == x and p["iqm"] == y:
-                    owners.append(a)
+        for x, y in frontiers[axis]:  # frontier points are copies of curve points: exact matches
+            owners += [a for a, v in agg.items() if (x, y) in zip(v[axis]["x"], v[axis]["iqm"])]
+            owners += [a for a, p in points.items() if (p[axis], p["iqm"]) == (x, y)]
         if owners:
             lines.append(f"Pareto frontier against {label} is made of points of: " + ", ".join(dict.fromkeys(owners)) + ".")
     if "generalist-zeroshot" in points:
