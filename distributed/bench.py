@@ -14,8 +14,16 @@ from distributed.cli import UsageError
 BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning")
 
 
+def selected(which: list[str]) -> list[str]:
+    """The benchmarks named on the command line, in order (none or "all": every one)."""
+    unknown = [w for w in which if w not in (*BENCHMARKS, "all")]
+    if unknown:
+        raise UsageError(f"unknown benchmark {unknown[0]!r} (choose from {', '.join(BENCHMARKS)}, all)")
+    return list(BENCHMARKS) if not which or "all" in which else list(dict.fromkeys(which))
+
+
 def cmd_bench(args) -> int:
-    names = list(BENCHMARKS) if "all" in args.which else list(dict.fromkeys(args.which))
+    names = selected(args.which)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
@@ -37,8 +45,8 @@ def add_parser(sub) -> None:
                     "implementation; replay: insert rate, sample latency, memory, learner utilization; "
                     "scaling: env steps/s against rollout actors; learning: normalized score against env "
                     "steps and wall time.")
-    b.add_argument("which", nargs="*", default=["all"], choices=[*BENCHMARKS, "all"],
-                   help="benchmarks to run (default all)")
+    b.add_argument("which", nargs="*", metavar="BENCHMARK",
+                   help=f"benchmarks to run: {', '.join(BENCHMARKS)} or all (default all)")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run, minutes)")
     b.add_argument("--out", default=str(RESULTS_DIR), help=f"results directory (default {RESULTS_DIR})")
     b.set_defaults(func=cmd_bench)

@@ -28,3 +28,13 @@ def test_quick_learning_benchmark_writes_curves(tmp_path, monkeypatch):
 @pytest.mark.parametrize("ret,expected", [(-20.272305, 0.0), (3234.3, 100.0)])
 def test_d4rl_score_endpoints(ret, expected):
     assert learning.d4rl_score("Hopper-v5", ret) == pytest.approx(expected)
+
+
+def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
+    from distributed.bench import BENCHMARKS, selected
+    from distributed.cli import main
+
+    assert selected([]) == selected(["all"]) == list(BENCHMARKS)
+    assert selected(["replay", "learner", "replay"]) == ["replay", "learner"]
+    assert main(["bench", "nope"]) == 2
+    assert "unknown benchmark 'nope'" in capsys.readouterr().err
