@@ -13,7 +13,6 @@ $MINARI_DATASETS_PATH or ~/.minari/datasets); nothing is downloaded.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from distributed.cli import UsageError
@@ -88,29 +87,22 @@ def _collect(args, spec, source) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from envs.datasets import DatasetWriter
+    from envs.datasets import DatasetWriter, ProductionTimer
 
-    cpu_s = 0.0
     with DatasetWriter(args.out, spec.name, source.kind) as writer, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[ret]}"), console=Console(stderr=True), transient=True,
     ) as progress:
         bar = progress.add_task(f"{spec.name} ({source.kind})", total=args.episodes, ret="")
-        episodes = source.episodes(args.episodes, args.seed)
-        while True:
-            # Charge only producing the episodes, not writing them.
-            t0 = time.process_time()
-            ep = next(episodes, None)
-            cpu_s += time.process_time() - t0
-            if ep is None:
-                break
+        episodes = ProductionTimer(source.episodes(args.episodes, args.seed))
+        for ep in episodes:
             writer.add(ep)
             progress.update(bar, advance=1, ret=f"last return {ep.ret:.1f}")
         extra = {"seed": args.seed}
         if args.source == DATASET_SOURCE:
             # Copying costs nothing in env steps; what the data cost to produce stays on record.
             extra["derived_from"] = {"path": str(source.path), "name": source.policy_id, "cost": source.production_cost}
-        return writer.finish({"env_steps": int(source.env_steps), "cpu_s": cpu_s, "gpu_s": 0.0}, extra)
+        return writer.finish({"env_steps": int(source.env_steps), "cpu_s": episodes.cpu_s, "gpu_s": 0.0}, extra)
 
 
 def cmd_collect(args) -> int:

@@ -110,16 +110,7 @@ class CompareSpec:
 
 def load_spec(path: str | Path) -> CompareSpec:
     """Read and check a spec (ValueError naming the offending key or value)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"spec file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"spec file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"spec file {path} must hold a mapping at the top level")
-    return spec_from_dict(data)
+    return spec_from_dict(config_mod.read_yaml_mapping(path, "spec file"))
 
 
 def spec_from_dict(data: dict) -> CompareSpec:
@@ -490,22 +481,17 @@ def run_job(out: str | Path, job: Job) -> dict:
 
 
 def _collect(d: Path, job: Job) -> None:
-    from envs.datasets import DatasetWriter
+    from envs.datasets import DatasetWriter, ProductionTimer
     from envs.experts import make_expert
     from envs.registry import get_task
 
     source = make_expert(get_task(job.task), job.config["kind"])
-    cpu_s = 0.0
     with DatasetWriter(d, job.task, source.kind) as writer:
-        episodes = source.episodes(job.episodes, 10_000 * job.seed)
-        while True:
-            t0 = time.process_time()
-            ep = next(episodes, None)
-            cpu_s += time.process_time() - t0
-            if ep is None:
-                break
+        episodes = ProductionTimer(source.episodes(job.episodes, 10_000 * job.seed))
+        for ep in episodes:
             writer.add(ep)
-        writer.finish({"env_steps": int(source.env_steps), "cpu_s": cpu_s, "gpu_s": 0.0}, {"seed": 10_000 * job.seed})
+        writer.finish({"env_steps": int(source.env_steps), "cpu_s": episodes.cpu_s, "gpu_s": 0.0},
+                      {"seed": 10_000 * job.seed})
 
 
 def _train(out: Path, d: Path, job: Job) -> None:

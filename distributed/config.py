@@ -198,18 +198,23 @@ def from_dict(data: dict, overrides: list[str] = ()) -> RunConfig:
     return cfg
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config, apply `key=value` overrides, check every key and value."""
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
+    """The mapping a YAML file holds; ValueError naming `what` and the file if it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file not found: {path}")
+        raise ValueError(f"{what} not found: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping at the top level")
-    return from_dict(data, overrides)
+        raise ValueError(f"{what} {path} must hold a mapping at the top level")
+    return data
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config, apply `key=value` overrides, check every key and value."""
+    return from_dict(read_yaml_mapping(path), overrides)
 
 
 def save(cfg: RunConfig, path: str | Path) -> None:

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -71,6 +72,32 @@ def _sha256(path: Path) -> str:
 
 
 # -- writing -----------------------------------------------------------------------------
+
+
+class ProductionTimer:
+    """Iterates `episodes`, summing in `cpu_s` the CPU-seconds spent producing them, not what
+    the caller does with each (writing, progress): a dataset's recorded cost.
+
+        episodes = ProductionTimer(source.episodes(n, seed))
+        for ep in episodes:
+            writer.add(ep)
+        writer.finish({"env_steps": source.env_steps, "cpu_s": episodes.cpu_s, "gpu_s": 0.0})
+    """
+
+    def __init__(self, episodes: Iterable[Episode]):
+        self._episodes = iter(episodes)
+        self.cpu_s = 0.0
+
+    def __iter__(self) -> "ProductionTimer":
+        return self
+
+    def __next__(self) -> Episode:
+        t0 = time.process_time()
+        try:
+            return next(self._episodes)
+        finally:
+            self.cpu_s += time.process_time() - t0
+
 
 
 class DatasetWriter:
