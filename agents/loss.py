@@ -3,7 +3,8 @@
 Per task i present in the batch, over its real (unmasked) steps:
 
     policy:      NLL_i - alpha_i.detach() * H_i          (max-likelihood plus an entropy bonus;
-                                                          beta-NLL for continuous actions if asked)
+                                                          for continuous actions optionally both
+                                                          beta-weighted per dimension)
     temperature: alpha_i * (H_i - target_i).detach()     (alpha grows when H falls below target)
 
 with alpha_i = exp(log_temperature[i]). Both sum over the real steps of every task and
@@ -22,8 +23,9 @@ def odt_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Returns (policy loss, temperature loss, metrics).
 
-    `nll_beta` weighs the continuous-action NLL as beta-NLL (see SquashedGaussian.log_prob);
-    0 is ODT's plain NLL. The reported nll metrics are always the plain NLL.
+    `nll_beta` weighs the continuous-action NLL as beta-NLL, and the entropy bonus alike (see
+    SquashedGaussian.log_prob); 0 is ODT's plain objective. The reported nll and entropy
+    metrics, and the temperature loss, always use the plain NLL and entropy.
 
     `tensors` is what `batch_to_tensors` returns. The policy loss has no gradient into
     log_temperature and the temperature loss has gradient ONLY into it, so the caller may
@@ -49,13 +51,18 @@ def odt_loss(
         a = a.reshape(-1, a.shape[-1]) if a.dim() == 3 else a.reshape(-1)  # (B_i*K, A) or (B_i*K,)
         dist = model.action_distribution(i, h.reshape(-1, h.shape[-1]))
         nll = -dist.log_prob(a)  # (B_i*K,); the squashed Gaussian clamps targets away from +-1 itself
-        fit = -dist.log_prob(a, nll_beta) if nll_beta and model.tasks[i].continuous else nll  # (B_i*K,)
         entropy = dist.entropy()  # (B_i*K,)
+        fit, bonus = nll, entropy
+        if nll_beta and model.tasks[i].continuous:
+            # The bonus gets the fit's weights too: against an unweighted bonus, the variance-
+            # weighted fit balances at std^2 = squared error + alpha, so refitting the policy's
+            # own samples online widens it by alpha every round.
+            fit, bonus = -dist.log_prob(a, nll_beta), dist.entropy(beta=nll_beta)  # (B_i*K,)
         n = m.sum().clamp_min(1.0)
         nll_sum = (nll * m).sum()
         entropy_mean = (entropy * m).sum() / n
         alpha = log_temperature[i].exp()
-        policy_loss = policy_loss + (fit * m).sum() - alpha.detach() * entropy_mean * n
+        policy_loss = policy_loss + ((fit - alpha.detach() * bonus) * m).sum()
         target = model.tasks[i].entropy_target
         temperature_loss = temperature_loss + n * alpha * (entropy_mean - target).detach()
         nll_sum_all = nll_sum_all + nll_sum

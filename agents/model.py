@@ -190,10 +190,13 @@ class SquashedGaussian:
         (beta-NLL, Seitzer et al. 2022): beta = 1 gives the mean a squared-error gradient, so
         it keeps learning where the predicted std is large."""
         a = actions.clamp(-1.0 + self.target_eps, 1.0 - self.target_eps)
-        terms = self._log_prob_terms(torch.atanh(a))  # (N, A)
+        return self._weigh(self._log_prob_terms(torch.atanh(a)), beta)  # (N,)
+
+    def _weigh(self, terms: torch.Tensor, beta: float) -> torch.Tensor:
+        """Sum per-dimension terms (N, A) -> (N,), each weighted by std.detach()^(2 beta) if beta > 0."""
         if beta:
             terms = terms * self.std.detach().pow(2.0 * beta)
-        return terms.sum(-1)  # (N,)
+        return terms.sum(-1)
 
     def _log_prob_terms(self, u: torch.Tensor) -> torch.Tensor:
         z = (u - self.mean) / self.std
@@ -212,12 +215,13 @@ class SquashedGaussian:
     def mode(self) -> torch.Tensor:
         return torch.tanh(self.mean)  # (N, A)
 
-    def entropy(self, n_samples: int = 1) -> torch.Tensor:
-        """Monte-Carlo estimate -E[log p(a)] with reparameterized samples (ODT); no closed form exists."""
+    def entropy(self, n_samples: int = 1, beta: float = 0.0) -> torch.Tensor:
+        """Monte-Carlo estimate -E[log p(a)] with reparameterized samples (ODT); no closed form
+        exists. (N,). `beta` weighs each dimension's term as `log_prob` does."""
         noise = torch.randn((n_samples, *self.mean.shape), device=self.mean.device, dtype=self.mean.dtype)
         u = self.mean + self.std * noise  # (S, N, A)
         # Evaluating the density at the pre-tanh sample avoids the atanh(tanh(u)) round trip.
-        return -self._log_prob_terms(u).sum(-1).mean(0)  # (N,)
+        return -self._weigh(self._log_prob_terms(u), beta).mean(0)  # (N,)
 
 
 class CategoricalHead:
@@ -236,7 +240,8 @@ class CategoricalHead:
     def mode(self) -> torch.Tensor:
         return self.log_probs.argmax(-1)  # (N,)
 
-    def entropy(self) -> torch.Tensor:
+    def entropy(self, beta: float = 0.0) -> torch.Tensor:
+        """(N,); `beta` is ignored, as in `log_prob`."""
         return -(self.log_probs.exp() * self.log_probs).sum(-1)  # (N,)
 
 

@@ -4,7 +4,7 @@ import safetensors.torch
 import torch
 
 from agents.learner import Learner, LearnerConfig
-from agents.model import ModelConfig
+from agents.model import ModelConfig, SquashedGaussian
 from agents.spaces import Box, Discrete, TaskInfo
 from agents.trajectory import Episode, make_batch, sample_windows
 
@@ -143,3 +143,48 @@ def test_step_accepts_prefetched_tensors(tasks, model_cfg, make_episode):
     b = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
     mb = b.step(batch, tensors=batch_to_tensors(batch, b.device))
     assert ma["loss/total"] == mb["loss/total"]
+
+
+
+class _OneGaussian:
+    """Stands in for the model in `odt_loss`: every step's action distribution is the same
+    squashed Gaussian, with a learnable mean and log-std."""
+
+    def __init__(self, task: TaskInfo, mean: float, std: float, alpha: float):
+        self.tasks = [task]
+        self.log_temperature = torch.tensor([np.log(alpha)], requires_grad=True)
+        self.mean = torch.full((task.action.dim,), mean, requires_grad=True)
+        self.log_std = torch.full((task.action.dim,), float(np.log(std)), requires_grad=True)
+
+    def __call__(self, task, observations, actions, returns_to_go, timesteps, rows=None):
+        return torch.zeros(*returns_to_go.shape, 1)  # (B, K, 1)
+
+    def action_distribution(self, i, hidden):
+        n = hidden.shape[0]
+        return SquashedGaussian(self.mean.expand(n, -1), self.log_std.expand(n, -1))
+
+
+@pytest.mark.parametrize("nll_beta", [0.0, 1.0])
+def test_fitting_own_samples_does_not_widen_the_policy(nll_beta):
+    """Online, the policy is fit to actions it sampled itself. There the fit's gradient on the
+    log-std vanishes, and only the entropy bonus pushes it up: by alpha (per dimension) with
+    plain NLL. beta-NLL weighs the fit by std^2, so the bonus must be weighed alike, else it
+    widens a narrow policy about 1/std^2 times faster (std^2 grows by alpha each round)."""
+    from agents.loss import odt_loss
+
+    alpha, std = 0.1, 0.1
+    task = TaskInfo("cont", Box((1,)), Box((2,)))
+    model = _OneGaussian(task, mean=0.3, std=std, alpha=alpha)
+    torch.manual_seed(0)
+    B, K = 512, 8
+    with torch.no_grad():
+        own = model.action_distribution(0, torch.zeros(B * K, 1)).sample().reshape(B, K, 2)
+    tensors = {"task": torch.zeros(B, dtype=torch.long), "observations": {0: torch.zeros(B, K, 1)},
+               "actions": {0: own}, "returns_to_go": torch.zeros(B, K), "timesteps": torch.zeros(B, K, dtype=torch.long),
+               "mask": torch.ones(B, K), "rows": {0: torch.arange(B)}}
+    policy_loss, _, _ = odt_loss(model, tensors, nll_beta)
+    policy_loss.backward()
+    widening = -model.log_std.grad  # (2,): how hard a gradient step pushes the log-std up
+    weight = std ** 2 if nll_beta else 1.0
+    assert torch.all(widening > 0), widening  # the bonus still widens a little
+    assert torch.all(widening < 2 * alpha * weight), widening
