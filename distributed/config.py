@@ -58,6 +58,12 @@ class TrainConfig:
     """Evaluation episodes per task at each evaluation."""
     final_eval_episodes: int = 20
     """Evaluation episodes per task at the end of the run; these give summary.json's scores."""
+    return_targets: str = "task"
+    """Returns-to-go the policy is conditioned on: "task" uses each task's own evaluation and
+    exploration targets; "data" places them above the best return stored so far (offline data
+    and online episodes), at 1.15x (evaluation) and 2.3x (exploration) its distance from the
+    random return, capped at the task's targets: ODT's choices relative to its datasets (e.g.
+    hopper-medium: 3600 and 7200 over a best return of about 3200)."""
     max_wall_s: float = 0.0
     """Stop online fine-tuning after this many seconds of wall time (0: no limit)."""
     max_learner_flops: float = 0.0
@@ -252,6 +258,8 @@ def validate(cfg: RunConfig) -> None:
                    "train.max_learner_flops": cfg.train.max_learner_flops}.items():
         if v < 0:
             raise ValueError(f"config key '{key}' must be >= 0, got {v}")
+    if cfg.train.return_targets not in ("task", "data"):
+        raise ValueError(f"config key 'train.return_targets' must be 'task' or 'data', got {cfg.train.return_targets!r}")
     if not 0.0 <= cfg.replay.offline_share <= 1.0:
         raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {cfg.replay.offline_share}")
     for task, w in cfg.replay.task_weights.items():

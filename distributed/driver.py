@@ -60,6 +60,25 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
 
 
+# train.return_targets = "data": evaluation and exploration targets at these multiples of the
+# best stored return's distance from the random return.
+DATA_TARGET_SCALE = {"eval": 1.15, "explore": 2.3}
+
+
+def data_targets(specs, references: dict, stats: dict, mode: str) -> dict[str, float]:
+    """{task: return target} for rollout `mode` from the replay store's stats, capped at the
+    task's own target and never below the best return; tasks with no episode yet are left out."""
+    out = {}
+    for spec in specs:
+        best = stats[spec.name]["best_return"]
+        if best is None:
+            continue
+        random_ret = references[spec.name][0]
+        cap = spec.eval_target if mode == "eval" else spec.explore_target
+        out[spec.name] = min(cap, max(best, random_ret + DATA_TARGET_SCALE[mode] * (best - random_ret)))
+    return out
+
+
 # Parameters that belong to one task: ModuleDict entries keyed by the task's position.
 PER_TASK_MODULES = ("obs_encoders", "action_encoders", "heads")
 # Parameters with one row per task, indexed by the task's position.
@@ -238,6 +257,12 @@ class Runner:
         self._last_summary = time.monotonic()
         return data
 
+    def targets(self, stats: dict, mode: str) -> dict[str, float] | None:
+        """Return targets for rollout `mode` under `train.return_targets` (None: the tasks' own)."""
+        if self.cfg.train.return_targets == "task":
+            return None
+        return data_targets(self.specs, self.references, stats, mode)
+
     def record_episodes(self, episodes, kind: str) -> None:
         """Log the returns of evaluation ("eval") or exploration ("explore") episodes."""
         returns: dict[str, list[float]] = {}
@@ -354,6 +379,7 @@ class SerialRunner(Runner):
     def evaluate(self, episodes: int) -> None:
         ev = self.evaluator
         ev.set_weights(self.state.updates, self.learner.weights())
+        ev.set_targets(self.targets(self.replay.stats(), "eval") or {})
         before = ev.counters()
         eps = ev.evaluate(episodes)
         self.account(before, ev.counters(), "eval")
@@ -362,6 +388,7 @@ class SerialRunner(Runner):
     def explore(self) -> None:
         ex = self.explorer
         ex.set_weights(self.state.updates, self.learner.weights())
+        ex.set_targets(self.targets(self.replay.stats(), "explore") or {})
         before = ex.counters()
         eps = ex.collect(self.cfg.train.explore_steps_per_round)
         self.account(before, ex.counters(), "explore")

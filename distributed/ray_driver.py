@@ -72,18 +72,21 @@ class RayRolloutWorker(RolloutWorker):
         if version > self.weights_version:
             self.set_weights(version, ray.get(box[0]))
 
-    def collect_into(self, replay, min_steps: int, version: int, box: list) -> dict:
-        """Explore for at least `min_steps` env steps; store the finished episodes; report them."""
+    def collect_into(self, replay, min_steps: int, version: int, box: list, targets: dict | None = None) -> dict:
+        """Explore for at least `min_steps` env steps; store the finished episodes; report them.
+        `targets`: return targets to set first (see `set_targets`)."""
         self._sync_weights(version, box)
+        self.set_targets(targets or {})
         before = self.counters()
         episodes = self.collect(min_steps)
         acknowledged = ray.get(replay.add.remote(episodes)) if episodes else 0
         return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "acknowledged": acknowledged,
                 "before": before, "after": self.counters(), "weights_version": self.weights_version}
 
-    def evaluate_with(self, episodes_per_task: int, version: int, box: list) -> dict:
-        """Evaluate with the given weights; report the episodes' returns."""
+    def evaluate_with(self, episodes_per_task: int, version: int, box: list, targets: dict | None = None) -> dict:
+        """Evaluate with the given weights (and return targets); report the episodes' returns."""
         self._sync_weights(version, box)
+        self.set_targets(targets or {})
         before = self.counters()
         episodes = self.evaluate(episodes_per_task)
         return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "before": before,
@@ -274,6 +277,11 @@ class RayRunner(Runner):
                  for i in self.vector_tasks()}
         ray.get(self.learner.set_observation_stats.remote(stats))
 
+    def _targets(self, mode: str) -> dict[str, float] | None:
+        if self.cfg.train.return_targets == "task":
+            return None
+        return self.targets(ray.get(self.replay.stats.remote()), mode)
+
     def _chunk(self) -> int:
         """Updates in the next train call: up to the next weights, evaluation, checkpoint or phase boundary."""
         cfg, u = self.cfg, self.state.updates
@@ -307,8 +315,9 @@ class RayRunner(Runner):
         if self._eval_pending:
             return
         version, box = self._weights
+        targets = self._targets("eval")
         for i, actor in enumerate(self.evaluators):
-            self._eval_pending[actor.evaluate_with.remote(episodes, version, box)] = (i, episodes)
+            self._eval_pending[actor.evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
 
     def _eval_done(self, ref) -> None:
         i, episodes = self._eval_pending.pop(ref)
@@ -318,7 +327,8 @@ class RayRunner(Runner):
             self._failed(self.evaluators[i])
             time.sleep(RETRY_S)  # rare; the learner's current chunk keeps it busy meanwhile
             version, box = self._weights
-            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box)] = (i, episodes)
+            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box,
+                                                                        self._targets("eval"))] = (i, episodes)
             return
         self._failing_since.pop(self.evaluators[i], None)
         self.account(out["before"], out["after"], "eval")
@@ -328,18 +338,36 @@ class RayRunner(Runner):
             self._eval_results = []
 
     def evaluate(self, episodes: int) -> None:
-        """Blocking evaluation (the final one): waits for any running one, then runs a fresh one."""
+        """Blocking evaluation (the final one): waits for any running one, then runs a fresh one.
+
+        Meanwhile the exploration chunks still in flight land (for at most DRAIN_S): their
+        episodes are in the store already, and their steps count.
+        """
+        deadline = time.monotonic() + DRAIN_S
         while self._eval_pending:
-            self._eval_done(ray.wait(list(self._eval_pending), num_returns=1)[0][0])
+            self._settle(deadline)
         self._start_eval(episodes)
-        while self._eval_pending:
-            self._eval_done(ray.wait(list(self._eval_pending), num_returns=1)[0][0])
+        while self._eval_pending or (self._explore_pending and time.monotonic() < deadline):
+            self._settle(deadline)
+
+    def _settle(self, deadline: float) -> None:
+        """Book whichever evaluation call, or exploration call before `deadline`, finishes next."""
+        refs = [*self._eval_pending, *(self._explore_pending if time.monotonic() < deadline else ())]
+        if not refs:
+            return
+        ready, _ = ray.wait(refs, num_returns=1, timeout=POLL_S)
+        for ref in ready:
+            if ref in self._explore_pending:
+                self._explore_done(ref, resubmit=False)
+            else:
+                self._eval_done(ref)
 
     # -- exploration ---------------------------------------------------------------------
 
     def _start_explore(self, i: int) -> None:
         version, box = self._weights
-        ref = self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round, version, box)
+        ref = self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round, version, box,
+                                                    self._targets("explore"))
         self._explore_pending[ref] = i
 
     def _may_explore(self) -> bool:
@@ -439,12 +467,6 @@ class RayRunner(Runner):
                     self._eval_done(ref)
             self._tick("online")
 
-        # Let the last exploration chunks land: their episodes are in the store, count their steps.
-        deadline = time.monotonic() + DRAIN_S
-        while self._explore_pending and time.monotonic() < deadline:
-            ready, _ = ray.wait(list(self._explore_pending), num_returns=1, timeout=POLL_S)
-            for ref in ready:
-                self._explore_done(ref, resubmit=False)
         self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
         self._weights = ray.get(self.learner.publish.remote())
         self.evaluate(cfg.train.final_eval_episodes)

@@ -33,6 +33,7 @@ class _TaskBuffer:
     online_steps: int = 0
     added_episodes: int = 0
     evicted_episodes: int = 0
+    best_return: float | None = None  # of every episode ever stored (offline and online)
     # id(episode) -> [its reward suffix sums, times stored], computed at its first insert: every
     # sample of a window then slices them instead of summing the rest of its episode again.
     suffix_sums: dict[int, list] = field(default_factory=dict)
@@ -113,6 +114,7 @@ class ReplayStore:
     def _insert(self, ep: Episode, offline: bool) -> None:
         buf = self.buffers[self.index[ep.task]]
         buf.added_episodes += 1
+        buf.best_return = ep.ret if buf.best_return is None else max(buf.best_return, ep.ret)
         buf._view = None
         buf.keep(ep)
         if offline:
@@ -185,6 +187,7 @@ class ReplayStore:
                 "episodes": len(buf.offline) + len(buf.online),
                 "added_episodes": buf.added_episodes,
                 "evicted_episodes": buf.evicted_episodes,
+                "best_return": buf.best_return,
             }
         return out
 

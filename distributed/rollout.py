@@ -62,6 +62,7 @@ class RolloutWorker:
         self.model = DecisionTransformer(model_cfg, infos)
         self.policy = Policy(self.model, infos, num_envs, seed=seed + 7919 * worker_index)
         self.weights_version = -1
+        self.targets: dict[int, float] = {}  # task index -> return target replacing the spec's (see set_targets)
         self.num_envs = num_envs
         # Distinct, reproducible env seeds per worker and slot: each env built takes the next one.
         self._seed_base = seed * 1_000_003 + worker_index * 100_003
@@ -80,6 +81,12 @@ class RolloutWorker:
 
     def get_weights_version(self) -> int:
         return self.weights_version
+
+    def set_targets(self, targets: dict[str, float]) -> None:
+        """Condition episodes started from now on on these returns ({task name: target}) instead
+        of the tasks' own targets for this worker's mode."""
+        names = [s.name for s in self.specs]
+        self.targets.update({names.index(t): float(v) for t, v in targets.items()})
 
     # -- environment plumbing ------------------------------------------------------------
 
@@ -108,7 +115,7 @@ class RolloutWorker:
         slot.current = obs
         spec = self.specs[slot.task_index]
         target = spec.eval_target if self.mode == "eval" else spec.explore_target
-        self.policy.reset(i, slot.task_index, target)
+        self.policy.reset(i, slot.task_index, self.targets.get(slot.task_index, target))
 
     def _drop(self, i: int) -> None:
         """An environment failed: drop its episode, rebuild it, start over."""

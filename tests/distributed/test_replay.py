@@ -29,6 +29,8 @@ def test_online_fifo_and_offline_best_kept():
     online_seeds = [e.source["seed"] for e in eps if e.ret == 20.0]
     assert online_seeds == [11, 12, 13]  # the oldest online episode was evicted first
     assert store.stats()["vec"]["evicted_episodes"] == 3
+    assert store.stats()["vec"]["best_return"] == 60.0  # of every episode stored, evicted ones too
+    assert store.stats()["disc"]["best_return"] is None
 
 
 def test_task_balanced_sampling_and_weights():
