@@ -14,6 +14,8 @@ Inference modes (`inference=`):
 - "last" (default, exact): the whole window goes through every block but the last; the
   last block computes keys and values for the window and everything else (query,
   projection, MLP, final norm) for the newest step only, the one the action comes from.
+  Token embeddings are computed once per step and kept per ring position (the previous
+  action's apart, as window position 0 gets `no_action` instead); new weights recompute them.
 - "full" (exact): the model's own forward over the whole window; the reference "last" is
   tested against.
 - "kv_cache" (approximate, opt-in): each slot keeps every layer's keys and values of its
@@ -42,7 +44,8 @@ class Policy:
     """Acts for `num_slots` environment slots with `model`, which it moves to `device`.
 
     Share the learner's model object only when both run on the same device; otherwise
-    give the policy its own copy and feed it `load_weights`.
+    give the policy its own copy. Either way, hand it new weights through `load_weights`:
+    it drops what the policy cached from the old ones.
     """
 
     def __init__(
@@ -81,6 +84,13 @@ class Policy:
         self._obs_ring: list[np.ndarray | None] = [None] * num_slots
         self._act_ring: list[np.ndarray | None] = [None] * num_slots
         self._kv: torch.Tensor | None = None
+        if inference == "last":
+            C = model.cfg.embed_dim
+            # Per ring position: the step's token embedding without its previous action
+            # (observation, return-to-go, timestep, task), and the embedding of the action taken there.
+            self._tok = torch.zeros(num_slots, K, C, device=self.device)  # (slots, K, C)
+            self._act_emb = torch.zeros(num_slots, K, C, device=self.device)  # (slots, K, C)
+            self._emb_fresh = np.zeros(num_slots, dtype=bool)  # embeddings match the current weights
         if inference == "kv_cache":
             cfg = model.cfg
             # Keys and values of each slot's last K steps, every layer, at the same ring
@@ -118,6 +128,8 @@ class Policy:
         self._t[slot] = 0
         if self._kv is not None:
             self._kv_fresh[slot] = True  # an empty cache is a valid one
+        if self.inference == "last":
+            self._emb_fresh[slot] = True
 
     def _window(self, slot: int, length: int) -> np.ndarray:
         """Ring positions of the slot's last `length` steps, oldest first."""
@@ -161,7 +173,11 @@ class Policy:
             i = int(i)
             rows = np.flatnonzero(task == i)
             dist = self.model.action_distribution(i, last[torch.from_numpy(rows).to(dev)])
-            a = (dist.mode() if deterministic else dist.sample(self.generator)).cpu().numpy()
+            a_t = dist.mode() if deterministic else dist.sample(self.generator)
+            if self.inference == "last":
+                s_rows = row_slots[rows]
+                self._act_emb[s_rows, (self._count[s_rows] - 1) % self.K] = self._embed_actions(i, a_t)
+            a = a_t.cpu().numpy()
             continuous = self.tasks[i].continuous
             for r, row in enumerate(rows):
                 s = row_slots[row]
@@ -212,14 +228,17 @@ class Policy:
 
         capture: also store every layer's keys and values of the window in the slot's cache.
         """
-        task, obs, act, rtg, timesteps, rows, lengths = self._window_inputs(row_slots)
-        dev = self.device
+        dev, m = self.device, self.model
+        if self.inference == "last":
+            lengths = np.minimum(self._count[row_slots], self.K)  # (S,)
+            x = self._cached_embeddings(row_slots, lengths)  # (S, L, C)
+        else:
+            task, obs, act, rtg, timesteps, rows, lengths = self._window_inputs(row_slots)
+            if exact_full:
+                hidden = m(task, obs, act, rtg, timesteps, rows=rows)  # (S, L, C)
+                return hidden[torch.arange(len(row_slots), device=dev), torch.from_numpy(lengths - 1).to(dev)]
+            x = self._embed(task, obs, act, rtg, timesteps, rows)  # (S, L, C)
         last_pos = torch.from_numpy(lengths - 1).to(dev)  # (S,)
-        if exact_full:
-            hidden = self.model(task, obs, act, rtg, timesteps, rows=rows)  # (S, L, C)
-            return hidden[torch.arange(len(row_slots), device=dev), last_pos]  # (S, C)
-        m = self.model
-        x = self._embed(task, obs, act, rtg, timesteps, rows)  # (S, L, C)
         full_rows = bool(np.all(lengths == lengths[0]))
         kv_rows = []
         for layer, block in enumerate(m.blocks):
@@ -248,6 +267,53 @@ class Policy:
             x[rows[i]] = emb.to(x.dtype)
         t = timesteps.clamp(0, m.cfg.max_timestep - 1)
         return x + m.rtg_embed(rtg.unsqueeze(-1)) + m.timestep_embed(t) + m.task_embed(task)[:, None]
+
+    def _embed_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
+        """(N, C) embeddings of actions (N, A) or (N,) of one task, as previous actions."""
+        enc = self.model.action_encoders[str(task_index)]
+        return enc(actions.float() if self.tasks[task_index].continuous else actions.long())
+
+    def _cached_embeddings(self, row_slots: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
+        """Token embeddings (S, L) of each slot's window, left-aligned, from the per-step cache.
+
+        Embeds each slot's newest step, or its whole window where new weights made the cache
+        stale; padding positions hold whatever the ring holds (causal attention ignores them).
+        """
+        m, dev, K = self.model, self.device, self.K
+        S, L = len(row_slots), int(lengths.max())
+        counts = self._count[row_slots]  # (S,)
+        # (slot, ring position) pairs to embed: the newest step, or the whole window if stale.
+        stale = ~self._emb_fresh[row_slots]
+        n_new = np.where(stale, lengths, 1)  # (S,)
+        pair_slot = np.repeat(row_slots, n_new)  # (P,)
+        k = np.arange(n_new.sum()) - np.repeat(np.cumsum(n_new) - n_new, n_new)  # (P,) 0.. within each slot
+        pair_pos = (np.repeat(counts - n_new, n_new) + k) % K  # (P,)
+        pair_task = self._task[pair_slot]  # (P,)
+        tok = torch.empty(len(pair_slot), m.cfg.embed_dim, device=dev)  # (P, C)
+        for i in np.unique(pair_task):
+            i = int(i)
+            sel = np.flatnonzero(pair_task == i)
+            obs = np.stack([self._obs_ring[s][p] for s, p in zip(pair_slot[sel], pair_pos[sel])])  # (P_i, ...)
+            sel_t = torch.from_numpy(sel).to(dev)
+            tok[sel_t] = m._embed_observations(i, torch.from_numpy(obs).to(dev)[:, None])[:, 0].float()
+            # Actions of the window's older steps (the newest step's is embedded once chosen).
+            old = sel[pair_pos[sel] != (self._count[pair_slot[sel]] - 1) % K]
+            if len(old):
+                acts = np.stack([self._act_ring[s][p] for s, p in zip(pair_slot[old], pair_pos[old])])
+                self._act_emb[pair_slot[old], pair_pos[old]] = self._embed_actions(i, torch.from_numpy(acts).to(dev))
+        rtg = torch.from_numpy(self._rtg_ring[pair_slot, pair_pos]).to(dev)  # (P,)
+        t = torch.from_numpy(self._t_ring[pair_slot, pair_pos]).to(dev).clamp(0, m.cfg.max_timestep - 1)
+        tok = tok + m.rtg_embed(rtg[:, None]) + m.timestep_embed(t) + m.task_embed(torch.from_numpy(pair_task).to(dev))
+        self._tok[pair_slot, pair_pos] = tok
+        self._emb_fresh[row_slots] = True
+        # Window j of row r is ring position (count - length + j) % K; position 0 gets no_action.
+        ring = (counts[:, None] - lengths[:, None] + np.arange(L)[None]) % K  # (S, L)
+        slot_idx = torch.from_numpy(row_slots).to(dev)[:, None]  # (S, 1)
+        ring_t = torch.from_numpy(ring).to(dev)
+        x = self._tok[slot_idx, ring_t]  # (S, L, C)
+        prev = self._act_emb[slot_idx, (ring_t - 1) % K]  # (S, L, C): the action before each step
+        prev[:, 0] = m.no_action
+        return x + prev
 
     # -- cached inference ("kv_cache") --------------------------------------------------
 
@@ -320,6 +386,8 @@ class Policy:
     def load_weights(self, state_dict: dict[str, torch.Tensor]):
         self.model.load_state_dict(state_dict)
         self.model.eval()
+        if self.inference == "last":
+            self._emb_fresh[:] = False  # cached embeddings came from the old weights
         if self._kv is not None:
             self._kv_fresh[:] = False  # cached keys and values came from the old weights
 

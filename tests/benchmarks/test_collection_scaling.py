@@ -65,7 +65,9 @@ def _lockstep(modes, slot_tasks, steps, subsets=False, reset_at=None, reload_at=
 
 
 def test_last_step_inference_equals_whole_window_forward():
-    logs = _lockstep(("full", "last"), [0, 1, 2, 0], steps=3 * CFG.context_len, subsets=True, reset_at=8)
+    # New weights at step 10 (the cached token embeddings are recomputed) and a reset at step 8.
+    logs = _lockstep(("full", "last"), [0, 1, 2, 0], steps=3 * CFG.context_len, subsets=True, reset_at=8,
+                     reload_at=10)
     for a, b in zip(logs["full"], logs["last"]):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
