@@ -167,13 +167,17 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
         paper = ODT_PAPER.get(task)
         rows.append([task, len(rs), f"{mean_ci(off)[0]:.1f}", f"{mean_ci(fin)[0]:.1f}", f"{gain[0]:+.1f} ± {gain[1]:.1f}",
                      f"{int(np.mean([r['online_env_steps'] for r in rs])):,}",
+                     ", ".join(f"{o:.1f} -> {f:.1f}" for o, f in zip(off, fin)),
                      f"{paper[0]} -> {paper[1]} ({paper[1] - paper[0]:+.1f}) after 200k" if paper else "-"])
     md = ("## MuJoCo from medium data (configs/bench/mujoco-medium.yaml)\n\n"
-          f"Offline pretraining ({offline_at} updates) on the zoo medium policy's episodes, then online fine-tuning. "
-          "D4RL-normalized scores (x100, D4RL reference returns) at the end of pretraining and at the end, "
-          "mean over seeds; gain ± 95% normal interval:\n\n"
+          f"Offline pretraining ({offline_at} updates) on {base.experts.episodes} episodes of the zoo medium policy, "
+          f"then online fine-tuning: {base.train.online_updates} updates, {base.train.explore_steps_per_round} "
+          f"exploration env steps per {base.train.updates_per_round} updates, return targets: "
+          f"{base.train.return_targets}. D4RL-normalized scores (x100, D4RL reference returns) at the end of "
+          "pretraining and at the end, mean over seeds; gain ± 95% normal interval; online env steps include "
+          "evaluation episodes:\n\n"
           + markdown_table(["task", "seeds", "offline", "after online", "online gain", "online env steps",
-                            "ODT paper (D4RL medium)"], rows)
+                            "per seed", "ODT paper (D4RL medium)"], rows)
           + f"\n\nSum of online gains over these tasks: {total_gain:+.1f} points (the ODT paper: +45 over six "
             "hopper/walker/halfcheetah medium and medium-replay datasets).\n\n"
             "![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n")
