@@ -77,11 +77,12 @@ class TrainConfig:
 @dataclass
 class RolloutConfig:
     envs_per_worker: int = 8
-    """Environments stepped together (one batched policy forward per step) by each rollout worker."""
+    """Environments stepped together (one batched policy forward per step) by each exploration worker."""
     explore_workers: int = 1
     """Rollout workers in exploration mode (Ray runs)."""
     eval_workers: int = 1
-    """Rollout workers in evaluation mode (Ray runs)."""
+    """Rollout workers in evaluation mode (Ray runs). They split the tasks; each steps all the
+    evaluation episodes of its tasks side by side."""
     weights_every: int = 50
     """The learner publishes weights every this many updates."""
 

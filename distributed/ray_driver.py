@@ -190,13 +190,12 @@ class RayRunner(Runner):
         n = len(cfg.tasks)
         per_worker = max(1, math.ceil(r.envs_per_worker / n)) * n
         self.explorers = [self._rollout_actor(cfg.tasks, "explore", per_worker, i) for i in range(r.explore_workers)]
-        # Eval actors split the tasks between them; each runs all of its tasks side by side.
+        # Eval actors split the tasks between them; each runs every evaluation episode of its
+        # tasks side by side (one batched forward per step), as the serial runner does.
         groups = [cfg.tasks[i::r.eval_workers] for i in range(min(r.eval_workers, n))]
-        self.evaluators = [
-            self._rollout_actor(g, "eval", max(1, math.ceil(r.envs_per_worker / len(g))) * len(g),
-                                r.explore_workers + i)
-            for i, g in enumerate(groups)
-        ]
+        episodes = max(cfg.train.eval_episodes, cfg.train.final_eval_episodes)
+        self.evaluators = [self._rollout_actor(g, "eval", episodes * len(g), r.explore_workers + i)
+                           for i, g in enumerate(groups)]
 
     # -- Runner hooks --------------------------------------------------------------------
 
