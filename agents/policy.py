@@ -274,7 +274,7 @@ class Policy:
         return enc(actions.float() if self.tasks[task_index].continuous else actions.long())
 
     def _cached_embeddings(self, row_slots: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-        """Token embeddings (S, L) of each slot's window, left-aligned, from the per-step cache.
+        """Token embeddings (S, L, C) of each slot's window, left-aligned, from the per-step cache.
 
         Embeds each slot's newest step, or its whole window where new weights made the cache
         stale; padding positions hold whatever the ring holds (causal attention ignores them).
