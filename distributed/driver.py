@@ -257,11 +257,12 @@ class Runner:
         self._last_summary = time.monotonic()
         return data
 
-    def targets(self, stats: dict, mode: str) -> dict[str, float] | None:
-        """Return targets for rollout `mode` under `train.return_targets` (None: the tasks' own)."""
+    def targets(self, stats, mode: str) -> dict[str, float] | None:
+        """Return targets for rollout `mode` under `train.return_targets` (None: the tasks' own);
+        `stats()` gives the replay store's stats, asked for only when the targets need them."""
         if self.cfg.train.return_targets == "task":
             return None
-        return data_targets(self.specs, self.references, stats, mode)
+        return data_targets(self.specs, self.references, stats(), mode)
 
     def record_episodes(self, episodes, kind: str) -> None:
         """Log the returns of evaluation ("eval") or exploration ("explore") episodes."""
@@ -379,7 +380,7 @@ class SerialRunner(Runner):
     def evaluate(self, episodes: int) -> None:
         ev = self.evaluator
         ev.set_weights(self.state.updates, self.learner.weights())
-        ev.set_targets(self.targets(self.replay.stats(), "eval") or {})
+        ev.set_targets(self.targets(self.replay.stats, "eval") or {})
         before = ev.counters()
         eps = ev.evaluate(episodes)
         self.account(before, ev.counters(), "eval")
@@ -388,7 +389,7 @@ class SerialRunner(Runner):
     def explore(self) -> None:
         ex = self.explorer
         ex.set_weights(self.state.updates, self.learner.weights())
-        ex.set_targets(self.targets(self.replay.stats(), "explore") or {})
+        ex.set_targets(self.targets(self.replay.stats, "explore") or {})
         before = ex.counters()
         eps = ex.collect(self.cfg.train.explore_steps_per_round)
         self.account(before, ex.counters(), "explore")

@@ -131,7 +131,7 @@ class RayRunner(Runner):
             self._place()
             if resume:
                 restored = ray.get(self.replay.restore.remote())
-                stats = ray.get(self.replay.stats.remote())
+                stats = self._replay_stats()
                 # Expert data acknowledged before a crash is in replay/: never collect it twice.
                 self.state.experts_done |= any(v["offline_timesteps"] for v in stats.values())
                 if self.resume_from is not None:
@@ -233,7 +233,7 @@ class RayRunner(Runner):
         s = self.state
         self.monitor.status(phase, s.updates, self.planned_updates, s.env_steps, self.wall_s)
         if time.monotonic() - self._last_summary > self.cfg.summary_every_s:
-            self.monitor.replay(ray.get(self.replay.stats.remote()), s.env_steps)
+            self.monitor.replay(self._replay_stats(), s.env_steps)
             self.write_summary("running")
 
     # -- the pieces ----------------------------------------------------------------------
@@ -276,10 +276,8 @@ class RayRunner(Runner):
                  for i in self.vector_tasks()}
         ray.get(self.learner.set_observation_stats.remote(stats))
 
-    def _targets(self, mode: str) -> dict[str, float] | None:
-        if self.cfg.train.return_targets == "task":
-            return None
-        return self.targets(ray.get(self.replay.stats.remote()), mode)
+    def _replay_stats(self) -> dict:
+        return ray.get(self.replay.stats.remote())
 
     def _chunk(self) -> int:
         """Updates in the next train call: up to the next weights, evaluation, checkpoint or phase boundary."""
@@ -314,7 +312,7 @@ class RayRunner(Runner):
         if self._eval_pending:
             return
         version, box = self._weights
-        targets = self._targets("eval")
+        targets = self.targets(self._replay_stats, "eval")
         for i, actor in enumerate(self.evaluators):
             self._eval_pending[actor.evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
 
@@ -326,8 +324,8 @@ class RayRunner(Runner):
             self._failed(self.evaluators[i])
             time.sleep(RETRY_S)  # rare; the learner's current chunk keeps it busy meanwhile
             version, box = self._weights
-            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box,
-                                                                        self._targets("eval"))] = (i, episodes)
+            targets = self.targets(self._replay_stats, "eval")
+            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
             return
         self._failing_since.pop(self.evaluators[i], None)
         self.account(out["before"], out["after"], "eval")
@@ -366,7 +364,7 @@ class RayRunner(Runner):
     def _start_explore(self, i: int) -> None:
         version, box = self._weights
         ref = self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round, version, box,
-                                                    self._targets("explore"))
+                                                    self.targets(self._replay_stats, "explore"))
         self._explore_pending[ref] = i
 
     def _may_explore(self) -> bool:
@@ -469,5 +467,5 @@ class RayRunner(Runner):
         self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
         self._weights = ray.get(self.learner.publish.remote())
         self.evaluate(cfg.train.final_eval_episodes)
-        self.monitor.replay(ray.get(self.replay.stats.remote()), s.env_steps)
+        self.monitor.replay(self._replay_stats(), s.env_steps)
         ray.get(self.learner.export_weights.remote(str(self.run_dir / "model.safetensors")))

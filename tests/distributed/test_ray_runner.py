@@ -95,7 +95,8 @@ def test_short_run_writes_summary_tensorboard_and_replay(tiny_config, tmp_path):
 
 
 def test_exploration_weights_version_advances(tiny_config, tmp_path):
-    cfg = tiny_config("train.online_updates=200")
+    # Data-relative return targets: the driver sends them with every rollout call.
+    cfg = tiny_config("train.online_updates=200", "train.return_targets=data")
     runner = RayRunner(cfg, tmp_path, live=False)
     assert runner.run()["status"] == "finished"
     # The actors report the version they collected with; the episodes in replay/ carry it too.
