@@ -24,7 +24,7 @@ def odt_loss(
     """Returns (policy loss, temperature loss, metrics).
 
     `nll_beta` weighs the continuous-action NLL as beta-NLL, and the entropy bonus alike (see
-    SquashedGaussian.log_prob); 0 is ODT's plain objective. The reported nll and entropy
+    SquashedGaussian.weigh); 0 is ODT's plain objective. The reported nll and entropy
     metrics, and the temperature loss, always use the plain NLL and entropy.
 
     `tensors` is what `batch_to_tensors` returns. The policy loss has no gradient into
@@ -50,14 +50,17 @@ def odt_loss(
         a = tensors["actions"][i]
         a = a.reshape(-1, a.shape[-1]) if a.dim() == 3 else a.reshape(-1)  # (B_i*K, A) or (B_i*K,)
         dist = model.action_distribution(i, h.reshape(-1, h.shape[-1]))
-        nll = -dist.log_prob(a)  # (B_i*K,); the squashed Gaussian clamps targets away from +-1 itself
-        entropy = dist.entropy()  # (B_i*K,)
-        fit, bonus = nll, entropy
         if nll_beta and model.tasks[i].continuous:
             # The bonus gets the fit's weights too: against an unweighted bonus, the variance-
             # weighted fit balances at std^2 = squared error + alpha, so refitting the policy's
             # own samples online widens it by alpha every round.
-            fit, bonus = -dist.log_prob(a, nll_beta), dist.entropy(beta=nll_beta)  # (B_i*K,)
+            log_p, ent = dist.log_prob_terms(a), dist.entropy_terms()  # (B_i*K, A) each
+            nll, entropy = -log_p.sum(-1), ent.sum(-1)  # (B_i*K,)
+            fit, bonus = -dist.weigh(log_p, nll_beta), dist.weigh(ent, nll_beta)  # (B_i*K,)
+        else:
+            # The squashed Gaussian clamps targets away from +-1 itself.
+            nll, entropy = -dist.log_prob(a), dist.entropy()  # (B_i*K,)
+            fit, bonus = nll, entropy
         n = m.sum().clamp_min(1.0)
         nll_sum = (nll * m).sum()
         entropy_mean = (entropy * m).sum() / n

@@ -185,15 +185,19 @@ class SquashedGaussian:
         self.mean = mean  # (N, A)
         self.std = log_std.exp()  # (N, A)
 
-    def log_prob(self, actions: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
-        """log p(actions), (N,). beta > 0 weighs each dimension's term by std.detach()^(2 beta)
-        (beta-NLL, Seitzer et al. 2022): beta = 1 gives the mean a squared-error gradient, so
-        it keeps learning where the predicted std is large."""
-        a = actions.clamp(-1.0 + self.target_eps, 1.0 - self.target_eps)
-        return self._weigh(self._log_prob_terms(torch.atanh(a)), beta)  # (N,)
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """log p(actions), (N,)."""
+        return self.log_prob_terms(actions).sum(-1)
 
-    def _weigh(self, terms: torch.Tensor, beta: float) -> torch.Tensor:
-        """Sum per-dimension terms (N, A) -> (N,), each weighted by std.detach()^(2 beta) if beta > 0."""
+    def log_prob_terms(self, actions: torch.Tensor) -> torch.Tensor:
+        """Per-dimension terms (N, A) of log p(actions)."""
+        a = actions.clamp(-1.0 + self.target_eps, 1.0 - self.target_eps)
+        return self._log_prob_terms(torch.atanh(a))
+
+    def weigh(self, terms: torch.Tensor, beta: float) -> torch.Tensor:
+        """Sum per-dimension terms (N, A) -> (N,), each weighted by std.detach()^(2 beta) if beta > 0
+        (beta-NLL, Seitzer et al. 2022): beta = 1 gives the mean a squared-error gradient, so it
+        keeps learning where the predicted std is large."""
         if beta:
             terms = terms * self.std.detach().pow(2.0 * beta)
         return terms.sum(-1)
@@ -215,13 +219,16 @@ class SquashedGaussian:
     def mode(self) -> torch.Tensor:
         return torch.tanh(self.mean)  # (N, A)
 
-    def entropy(self, n_samples: int = 1, beta: float = 0.0) -> torch.Tensor:
-        """Monte-Carlo estimate -E[log p(a)] with reparameterized samples (ODT); no closed form
-        exists. (N,). `beta` weighs each dimension's term as `log_prob` does."""
+    def entropy(self, n_samples: int = 1) -> torch.Tensor:
+        """Monte-Carlo estimate -E[log p(a)] with reparameterized samples (ODT); no closed form exists."""
+        return self.entropy_terms(n_samples).sum(-1)  # (N,)
+
+    def entropy_terms(self, n_samples: int = 1) -> torch.Tensor:
+        """Per-dimension terms (N, A) of the `entropy` estimate."""
         noise = torch.randn((n_samples, *self.mean.shape), device=self.mean.device, dtype=self.mean.dtype)
         u = self.mean + self.std * noise  # (S, N, A)
         # Evaluating the density at the pre-tanh sample avoids the atanh(tanh(u)) round trip.
-        return -self._weigh(self._log_prob_terms(u), beta).mean(0)  # (N,)
+        return -self._log_prob_terms(u).mean(0)  # (N, A)
 
 
 class CategoricalHead:
@@ -230,8 +237,8 @@ class CategoricalHead:
     def __init__(self, logits: torch.Tensor):
         self.log_probs = F.log_softmax(logits, dim=-1)  # (N, n)
 
-    def log_prob(self, actions: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
-        """log p(actions), (N,); `beta` only concerns continuous heads and is ignored here."""
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """log p(actions), (N,)."""
         return self.log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (N,)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -240,8 +247,7 @@ class CategoricalHead:
     def mode(self) -> torch.Tensor:
         return self.log_probs.argmax(-1)  # (N,)
 
-    def entropy(self, beta: float = 0.0) -> torch.Tensor:
-        """(N,); `beta` is ignored, as in `log_prob`."""
+    def entropy(self) -> torch.Tensor:
         return -(self.log_probs.exp() * self.log_probs).sum(-1)  # (N,)
 
 

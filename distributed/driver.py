@@ -74,8 +74,8 @@ def data_targets(specs, references: dict, stats: dict, mode: str) -> dict[str, f
         if best is None:
             continue
         random_ret = references[spec.name][0]
-        cap = spec.eval_target if mode == "eval" else spec.explore_target
-        out[spec.name] = min(cap, max(best, random_ret + DATA_TARGET_SCALE[mode] * (best - random_ret)))
+        above = random_ret + DATA_TARGET_SCALE[mode] * (best - random_ret)
+        out[spec.name] = min(spec.return_target(mode), max(best, above))
     return out
 
 

@@ -113,9 +113,8 @@ class RolloutWorker:
         slot.obs, slot.actions, slot.rewards = [], [], []
         obs, _ = slot.env.reset()
         slot.current = obs
-        spec = self.specs[slot.task_index]
-        target = spec.eval_target if self.mode == "eval" else spec.explore_target
-        self.policy.reset(i, slot.task_index, self.targets.get(slot.task_index, target))
+        target = self.targets.get(slot.task_index, self.specs[slot.task_index].return_target(self.mode))
+        self.policy.reset(i, slot.task_index, target)
 
     def _drop(self, i: int) -> None:
         """An environment failed: drop its episode, rebuild it, start over."""

@@ -57,6 +57,10 @@ class TaskSpec:
         if self.reward_scale <= 0:
             raise ValueError(f"task {self.name!r}: reward_scale must be > 0, got {self.reward_scale}")
 
+    def return_target(self, mode: str) -> float:
+        """The task's own return target for rollouts in `mode` ("eval" or "explore")."""
+        return self.eval_target if mode == "eval" else self.explore_target
+
     def make_env(self, seed: int | None = None) -> gym.Env:
         """Build the env exactly as the agent sees it.
 
