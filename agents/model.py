@@ -5,6 +5,8 @@ Each step t of a window becomes ONE token,
     token_t = obs_embed(o_t) + prev_action_embed(a_{t-1}) + rtg_embed(R_t)
               + timestep_embed(t) + task_embed(task),
 
+(the timestep term only with `timestep_embedding`; ODT's model has none by default),
+
 and the hidden state at step t predicts a_t. ODT interleaves three tokens per step
 (R, o, a); folding them into one makes the sequence 3x shorter and attention 9x
 cheaper, while the causal mask still keeps a_t out of the token that predicts it.
@@ -36,6 +38,9 @@ class ModelConfig:
     n_heads: int = 4  # attention heads per block; must divide embed_dim
     context_len: int = 20  # K: steps (= tokens) per window
     max_timestep: int = 4096  # size of the timestep embedding table; larger timesteps are clamped to the last entry
+    # Add an embedding of the step's index in its episode to every token. ODT adds none: with it,
+    # episodes of a deterministic policy can be told apart by time alone, bypassing the return-to-go.
+    timestep_embedding: bool = True
     dropout: float = 0.1  # dropout on token embeddings and residual branches
     log_std_min: float = -5.0  # lower bound of the Gaussian head's log std (ODT)
     log_std_max: float = 2.0  # upper bound of the Gaussian head's log std (ODT)
@@ -294,7 +299,7 @@ class DecisionTransformer(nn.Module):
         # cut off, or the episode starts): a learned vector stands in, in training and acting alike.
         self.no_action = nn.Parameter(torch.zeros(C))
         self.rtg_embed = nn.Linear(1, C)
-        self.timestep_embed = nn.Embedding(cfg.max_timestep, C)
+        self.timestep_embed = nn.Embedding(cfg.max_timestep, C) if cfg.timestep_embedding else None
         self.task_embed = nn.Embedding(len(tasks), C)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
@@ -383,12 +388,19 @@ class DecisionTransformer(nn.Module):
                 # The residual stream stays float32 under autocast; layers cast their own inputs.
                 x = emb.new_zeros(B, K, emb.shape[-1], dtype=torch.float32)  # (B, K, C)
             x = x.index_copy(0, idx, emb.to(x.dtype))  # out of place: keeps autograd simple
-        t = timesteps.clamp(0, self.cfg.max_timestep - 1)
-        x = x + self.rtg_embed(returns_to_go.unsqueeze(-1).float()) + self.timestep_embed(t) + self.task_embed(task)[:, None]
+        x = x + self.condition_embedding(returns_to_go, timesteps, task[:, None])  # (B, K, C)
         x = self.drop(x)
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)  # (B, K, C)
+
+    def condition_embedding(self, returns_to_go: torch.Tensor, timesteps: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """What every token adds besides its observation and previous action: the scaled
+        return-to-go (...), the timestep (...) and the task index (broadcastable to them) -> (..., C)."""
+        x = self.rtg_embed(returns_to_go.unsqueeze(-1).float()) + self.task_embed(task)
+        if self.timestep_embed is not None:
+            x = x + self.timestep_embed(timesteps.clamp(0, self.cfg.max_timestep - 1))
+        return x
 
     def action_distribution(self, task_index: int, hidden: torch.Tensor) -> SquashedGaussian | CategoricalHead:
         """The distribution of a_t given hidden (N, C) at step t, for task `task_index`."""

@@ -265,8 +265,7 @@ class Policy:
             if x is None:
                 x = emb.new_zeros(S, L, emb.shape[-1], dtype=torch.float32)
             x[rows[i]] = emb.to(x.dtype)
-        t = timesteps.clamp(0, m.cfg.max_timestep - 1)
-        return x + m.rtg_embed(rtg.unsqueeze(-1)) + m.timestep_embed(t) + m.task_embed(task)[:, None]
+        return x + m.condition_embedding(rtg, timesteps, task[:, None])  # (S, L, C)
 
     def _embed_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
         """(N, C) embeddings of actions (N, A) or (N,) of one task, as previous actions."""
@@ -302,8 +301,8 @@ class Policy:
                 acts = np.stack([self._act_ring[s][p] for s, p in zip(pair_slot[old], pair_pos[old])])
                 self._act_emb[pair_slot[old], pair_pos[old]] = self._embed_actions(i, torch.from_numpy(acts).to(dev))
         rtg = torch.from_numpy(self._rtg_ring[pair_slot, pair_pos]).to(dev)  # (P,)
-        t = torch.from_numpy(self._t_ring[pair_slot, pair_pos]).to(dev).clamp(0, m.cfg.max_timestep - 1)
-        tok = tok + m.rtg_embed(rtg[:, None]) + m.timestep_embed(t) + m.task_embed(torch.from_numpy(pair_task).to(dev))
+        t = torch.from_numpy(self._t_ring[pair_slot, pair_pos]).to(dev)  # (P,)
+        tok = tok + m.condition_embedding(rtg, t, torch.from_numpy(pair_task).to(dev))  # (P, C)
         self._tok[pair_slot, pair_pos] = tok
         self._emb_fresh[row_slots] = True
         # Window j of row r is ring position (count - length + j) % K; position 0 gets no_action.
@@ -351,8 +350,8 @@ class Policy:
             prev_emb = torch.where(first, m.no_action.to(prev_emb.dtype), prev_emb)
             x[torch.from_numpy(rows).to(dev)] = (emb + prev_emb[:, None]).float()
         rtg = torch.from_numpy(self._rtg_ring[row_slots, (counts - 1) % K]).to(dev)  # (S,)
-        t = torch.from_numpy(self._t_ring[row_slots, (counts - 1) % K]).to(dev).clamp(0, m.cfg.max_timestep - 1)
-        x = x + (m.rtg_embed(rtg[:, None]) + m.timestep_embed(t) + m.task_embed(torch.from_numpy(task).to(dev)))[:, None]
+        t = torch.from_numpy(self._t_ring[row_slots, (counts - 1) % K]).to(dev)  # (S,)
+        x = x + m.condition_embedding(rtg, t, torch.from_numpy(task).to(dev))[:, None]  # (S, L, C)
         valid = torch.from_numpy(np.arange(K)[None] < counts[:, None]).to(dev)[:, None, None, :]  # (S, 1, 1, K)
         # All slots in slot order (one task, every env stepping): the cache is used in place.
         whole = S == self.num_slots and bool(np.all(row_slots == np.arange(S)))

@@ -3,10 +3,11 @@
 Suites:
 - quick: configs/quick.yaml (classic control, MuJoCo, Atari from scripted experts), seed 0
   only (QUICK_SEEDS: each seed is a ~6-minute run on 2 idle cores, far more on a shared machine).
-- mujoco-medium: configs/bench/mujoco-medium.yaml, one run per MuJoCo locomotion task whose zoo
-  has a medium policy, seeds 0..2: offline pretraining on the medium policy's episodes, then online
-  fine-tuning. The online gain is the score at the end minus the score when pretraining ended,
-  in frontier's normalization and in D4RL's (the ODT paper's unit).
+- medium: configs/bench/mujoco-medium.yaml, one run per task of MEDIUM_TASKS whose zoo has a
+  medium policy, seeds 0..2: offline pretraining on the medium policy's episodes (sampled
+  actions), then online fine-tuning. The online gain is the final evaluation minus the one when
+  pretraining ended, in D4RL points (the ODT paper's unit; frontier's normalized x100 for tasks
+  D4RL lacks). Then the ablation: each ingredient of the recipe undone alone, same seeds.
 
 Each run is a normal serial run directory under runs/bench/learning/ (ignored by git); a finished
 run (summary.json "finished") is read, not rerun, and an interrupted one resumes from its last
@@ -27,7 +28,20 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS_DIR = ROOT / "runs" / "bench" / "learning"
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
-LOCOMOTION = ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5")
+MEDIUM_TASKS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "InvertedPendulum-v5")
+# One ingredient of configs/bench/mujoco-medium.yaml undone at a time: name -> (what, overrides).
+ABLATION_TASK = "Hopper-v5"
+ABLATIONS = {
+    "reserve eviction": ("offline half kept for the whole run, online FIFO (the old default)",
+                         ["replay.eviction=reserve", "replay.offline_share=0.5"]),
+    "best-ever targets": ("return targets above the best return ever stored (`data`)", ["train.return_targets=data"]),
+    "temperature lr 1e-4": ("ODT's temperature learning rate", ["learner.temperature_lr=0.0001"]),
+    "no timestep embedding": ("tokens without the timestep embedding, as ODT's", ["model.timestep_embedding=false"]),
+    "deterministic data": ("medium data from the policy's mean action (`rl-medium-det`)",
+                           ["experts.source=rl-medium-det"]),
+    "previous recipe": ("all three undone: reserve eviction, best-ever targets, temperature lr 1e-4",
+                        ["replay.eviction=reserve", "train.return_targets=data", "learner.temperature_lr=0.0001"]),
+}
 # D4RL reference returns (random, expert) used by the ODT paper's normalized scores (x100).
 D4RL_REFERENCE = {"Hopper-v5": (-20.272305, 3234.3), "HalfCheetah-v5": (-280.178953, 12135.0),
                   "Walker2d-v5": (1.629008, 4592.3)}
@@ -79,10 +93,15 @@ def d4rl_score(task: str, ret: float) -> float:
     return 100.0 * (ret - rnd) / (exp - rnd)
 
 
+# Two-sided 95% Student-t quantiles by degrees of freedom: with 3 seeds the normal 1.96 would
+# understate the interval by half.
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
 def mean_ci(xs: list[float]) -> tuple[float, float]:
-    """Mean and half-width of a normal 95% interval across seeds (0 for a single seed)."""
+    """Mean and half-width of a Student-t 95% interval across seeds (0 for a single seed)."""
     a = np.asarray(xs, dtype=np.float64)
-    half = 1.96 * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else 0.0
+    half = T95.get(len(a) - 1, 1.96) * a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else 0.0
     return float(a.mean()), float(half)
 
 
@@ -128,61 +147,144 @@ def quick_suite(quick: bool, out: Path) -> tuple[dict, str]:
     return data, md
 
 
+def online_curve(c: dict, offline_index: int) -> dict[str, np.ndarray]:
+    """The evaluations from the end of pretraining on, x counted from there: online env steps and seconds."""
+    i = offline_index
+    return {"env_steps": np.asarray(c["env_steps"][i:], float) - c["env_steps"][i],
+            "wall_s": np.asarray(c["wall_s"][i:], float) - c["wall_s"][i],
+            "score": np.asarray(c["score"][i:], float)}
+
+
+def plot_online(curves: dict[str, list[dict]], offline: dict[str, float], x: str, unit: str, path: Path,
+                title: str) -> None:
+    """One panel per task: the mean score across seeds with its 95% band, against online env steps
+    (or seconds) from the end of pretraining; the offline score as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.0 * len(curves), 3.4), dpi=110, squeeze=False)
+    for ax, (task, runs) in zip(axes[0], curves.items()):
+        n = min(len(r["score"]) for r in runs)  # the same evaluation schedule in every seed
+        xs = np.mean([r[x][:n] for r in runs], axis=0)
+        ys = np.array([r["score"][:n] for r in runs])  # (seeds, n)
+        mean = ys.mean(0)
+        half = np.array([mean_ci(list(col))[1] for col in ys.T])
+        ax.plot(xs, mean, marker="o", ms=3, color="C0", label=f"online fine-tuning ({len(runs)} seeds)")
+        ax.fill_between(xs, mean - half, mean + half, color="C0", alpha=0.2, label="95% interval")
+        ax.axhline(offline[task], color="k", ls="--", lw=1, label="offline (end of pretraining)")
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("online env steps" if x == "env_steps" else "online wall time (s)")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def score(task: str, ret: float, normalized: float) -> float:
+    """D4RL points for the tasks D4RL has, else frontier's normalized score x 100 (the same scale)."""
+    return d4rl_score(task, ret) if task in D4RL_REFERENCE else 100.0 * normalized
+
+
+def medium_runs(config: Path, task: str, seeds, overrides: list[str], run_root: Path, name: str
+                ) -> tuple[list[dict], list[dict]]:
+    """Train (or read) one run per seed, `run_root/<name>-s<seed>`; per seed the offline and final
+    scores, and the online curve."""
+    from distributed import config as config_mod
+
+    base = config_mod.load(config, overrides)
+    offline_at = base.train.pretrain_updates
+    results, curves = [], []
+    for seed in seeds:
+        run_dir = run_root / f"{name}-s{seed}"
+        summary = train(config, [f"tasks=[{task}]", f"seed={seed}", *overrides], run_dir)
+        c = eval_curve(run_dir, task)
+        c["score"] = [score(task, r, n) for r, n in zip(c["return"], c["normalized"])]
+        # The evaluation logged when pretraining ended: the first one after `offline_at` updates.
+        i = min(offline_at // base.train.eval_every, len(c["return"])) - 1
+        t = summary["tasks"][task]
+        results.append({
+            "seed": seed, "offline_return": c["return"][i], "final_return": t["eval_return_mean"],
+            "offline_score": c["score"][i], "final_score": score(task, t["eval_return_mean"], t["normalized_score"]),
+            "online_env_steps": summary["env_steps"] - c["env_steps"][i], "wall_s": summary["wall_s"]})
+        curves.append(online_curve(c, i))
+    return results, curves
+
+
+def gain_row(name: str, rs: list[dict]) -> list:
+    off, fin = [r["offline_score"] for r in rs], [r["final_score"] for r in rs]
+    gain = mean_ci([f - o for f, o in zip(fin, off)])
+    return [name, len(rs), f"{np.mean(off):.1f}", f"{np.mean(fin):.1f}", f"{gain[0]:+.1f} ± {gain[1]:.1f}",
+            f"{int(np.mean([r['online_env_steps'] for r in rs])):,}",
+            ", ".join(f"{o:.1f} -> {f:.1f}" for o, f in zip(off, fin))]
+
+
 def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
     from envs.registry import get_task
 
-    tasks = [t for t in LOCOMOTION if "rl-medium" in get_task(t).experts]
+    tasks = [t for t in MEDIUM_TASKS if "rl-medium" in get_task(t).experts]
     if quick or not tasks:
         return {"tasks": tasks, "skipped": "quick mode" if quick else "no zoo medium policy"}, (
             "## MuJoCo from medium data\n\nNot run: "
-            + ("--quick." if quick else "the zoo holds no medium policy for Hopper/HalfCheetah/Walker2d yet.") + "\n")
+            + ("--quick." if quick else "the zoo holds no medium policy for these tasks yet.") + "\n")
     from distributed import config as config_mod
 
     config = ROOT / "configs" / "bench" / "mujoco-medium.yaml"
     base = config_mod.load(config)
-    offline_at = base.train.pretrain_updates
     results: dict[str, list[dict]] = {}
     curves: dict[str, list[dict]] = {}
     for task in tasks:
-        for seed in SEEDS:
-            run_dir = RUNS_DIR / "mujoco-medium" / f"{task}-s{seed}"
-            summary = train(config, [f"tasks=[{task}]", f"seed={seed}"], run_dir)
-            c = eval_curve(run_dir, task)
-            curves.setdefault(task, []).append(c)
-            # The evaluation logged when pretraining ended: the first one after `offline_at` updates.
-            i = min(offline_at // base.train.eval_every, len(c["return"])) - 1
-            offline_ret, final_ret = c["return"][i], summary["tasks"][task]["eval_return_mean"]
-            results.setdefault(task, []).append({
-                "seed": seed, "offline_return": offline_ret, "final_return": final_ret,
-                "offline_normalized": c["normalized"][i], "final_normalized": summary["tasks"][task]["normalized_score"],
-                "offline_d4rl": d4rl_score(task, offline_ret), "final_d4rl": d4rl_score(task, final_ret),
-                "online_env_steps": summary["env_steps"] - c["env_steps"][i], "wall_s": summary["wall_s"]})
-    plot_curves(curves, "env_steps", out / "learning_medium_steps.png", "MuJoCo from medium data: score vs env steps")
-    plot_curves(curves, "wall_s", out / "learning_medium_wall.png", "MuJoCo from medium data: score vs wall time")
-    rows, total_gain = [], 0.0
+        results[task], curves[task] = medium_runs(config, task, SEEDS, [], RUNS_DIR / "medium", task)
+    offline = {task: float(np.mean([r["offline_score"] for r in rs])) for task, rs in results.items()}
+    unit = "D4RL score (InvertedPendulum: normalized x 100)"
+    plot_online(curves, offline, "env_steps", unit, out / "learning_medium_steps.png",
+                "from medium data: online fine-tuning against online env steps")
+    plot_online(curves, offline, "wall_s", unit, out / "learning_medium_wall.png",
+                "from medium data: online fine-tuning against wall time (one core)")
+    rows = []
     for task, rs in results.items():
-        off, fin = [r["offline_d4rl"] for r in rs], [r["final_d4rl"] for r in rs]
-        gain = mean_ci([f - o for f, o in zip(fin, off)])
-        total_gain += gain[0]
         paper = ODT_PAPER.get(task)
-        rows.append([task, len(rs), f"{mean_ci(off)[0]:.1f}", f"{mean_ci(fin)[0]:.1f}", f"{gain[0]:+.1f} ± {gain[1]:.1f}",
-                     f"{int(np.mean([r['online_env_steps'] for r in rs])):,}",
-                     ", ".join(f"{o:.1f} -> {f:.1f}" for o, f in zip(off, fin)),
+        rows.append([*gain_row(task, rs),
                      f"{paper[0]} -> {paper[1]} ({paper[1] - paper[0]:+.1f}) after 200k" if paper else "-"])
-    md = ("## MuJoCo from medium data (configs/bench/mujoco-medium.yaml)\n\n"
-          f"Offline pretraining ({offline_at} updates) on {base.experts.episodes} episodes of the zoo medium policy, "
+    ablation, ablation_md = ablation_suite(config, results.get(ABLATION_TASK), out)
+    md = ("## From medium data (configs/bench/mujoco-medium.yaml)\n\n"
+          f"Offline pretraining ({base.train.pretrain_updates} updates at batch {base.train.batch_size}) on "
+          f"{base.experts.episodes} episodes of the zoo medium policy with sampled actions (`{base.experts.source}`), "
           f"then online fine-tuning: {base.train.online_updates} updates, {base.train.explore_steps_per_round} "
-          f"exploration env steps per {base.train.updates_per_round} updates, return targets: "
-          f"{base.train.return_targets}. D4RL-normalized scores (x100, D4RL reference returns) at the end of "
-          "pretraining and at the end, mean over seeds; gain ± 95% normal interval; online env steps include "
-          "evaluation episodes:\n\n"
+          f"exploration env steps per {base.train.updates_per_round} updates; replay eviction "
+          f"`{base.replay.eviction}` (capacity {base.replay.capacity:,} steps), return targets "
+          f"`{base.train.return_targets}`, temperature learning rate {base.learner.temperature_lr:g}; model "
+          f"{base.model.embed_dim}/{base.model.n_layers}/{base.model.n_heads} (width/layers/heads), K="
+          f"{base.model.context_len}. Scores: D4RL-normalized (x100, D4RL reference returns) for the locomotion "
+          "tasks, frontier's normalized score x100 for InvertedPendulum; offline = the evaluation when "
+          "pretraining ended, after online = the FINAL evaluation "
+          f"({base.train.final_eval_episodes} episodes), mean over seeds; gain ± 95% Student-t interval over "
+          "seeds; online env steps include evaluation episodes:\n\n"
           + markdown_table(["task", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "ODT paper (D4RL medium)"], rows)
-          + f"\n\nSum of online gains over these tasks: {total_gain:+.1f} points (the ODT paper: +45 over six "
-            "hopper/walker/halfcheetah medium and medium-replay datasets).\n\n"
-            "![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n")
-    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results, "curves": curves,
-            "sum_of_gains_d4rl": total_gain}, md
+          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + ablation_md)
+    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results,
+            "curves": {t: [{k: v.tolist() for k, v in c.items()} for c in cs] for t, cs in curves.items()},
+            "ablation": ablation}, md
+
+
+def ablation_suite(config: Path, recipe: list[dict] | None, out: Path) -> tuple[dict, str]:
+    """Each ingredient of the recipe undone alone, on ABLATION_TASK with the same seeds."""
+    rows = [gain_row("recipe (configs/bench/mujoco-medium.yaml)", recipe)] if recipe else []
+    data = {"task": ABLATION_TASK, "recipe": recipe, "variants": {}}
+    for name, (what, overrides) in ABLATIONS.items():
+        rs, _ = medium_runs(config, ABLATION_TASK, SEEDS, overrides, RUNS_DIR / "ablation",
+                            name.replace(" ", "-"))
+        data["variants"][name] = {"what": what, "overrides": overrides, "results": rs}
+        rows.append([*gain_row(name, rs), what])
+    md = (f"### Ablation on {ABLATION_TASK}: one ingredient of the recipe undone at a time, same seeds\n\n"
+          + markdown_table(["variant", "seeds", "offline", "after online", "online gain", "online env steps",
+                            "per seed", "change"], rows) + "\n")
+    return data, md
 
 
 def run(quick: bool, out: Path) -> dict:
@@ -191,6 +293,6 @@ def run(quick: bool, out: Path) -> dict:
     quick_data, quick_md = quick_suite(quick, out)
     medium_data, medium_md = medium_suite(quick, out)
     print(quick_md, medium_md, sep="\n", flush=True)
-    return write_results(out, "learning", {"quick": quick_data, "mujoco_medium": medium_data},
+    return write_results(out, "learning", {"quick": quick_data, "medium": medium_data},
                          "Commands: `frontier bench learning` (runs under runs/bench/learning/, resumable).\n\n"
                          + quick_md + "\n" + medium_md)

@@ -16,6 +16,9 @@ import yaml
 
 from agents.learner import LearnerConfig
 from agents.model import ModelConfig
+from distributed.replay import EVICTION_RULES
+
+RETURN_TARGETS = ("task", "data", "top")
 
 
 @dataclass
@@ -33,7 +36,15 @@ class ReplayConfig:
     capacity: int = 100_000
     """Timesteps kept per task (offline and online together)."""
     offline_share: float = 0.5
-    """Share of each task's capacity reserved for expert/offline episodes (the best by return are kept)."""
+    """Share of each task's capacity reserved for expert/offline episodes (the best by return are
+    kept); used by `eviction: reserve` only."""
+    eviction: str = "reserve"
+    """Which episodes leave a full store: "reserve" keeps the best offline episodes within
+    `offline_share` for the whole run and evicts online ones first-in first-out; "odt" (ODT's
+    buffer) lets offline data fill the capacity, then each online episode replaces the worst
+    offline one, and once none is left the oldest online one. Refitting a fixed offline half
+    anchors the policy to the data it started from; under "odt" the store becomes the policy's
+    own, improving experience, which is what online fine-tuning imitates."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
 
@@ -63,7 +74,10 @@ class TrainConfig:
     exploration targets; "data" places them above the best return stored so far (offline data
     and online episodes), at 1.15x (evaluation) and 2.3x (exploration) its distance from the
     random return, capped at the task's targets: ODT's choices relative to its datasets (e.g.
-    hopper-medium: 3600 and 7200 over a best return of about 3200)."""
+    hopper-medium: 3600 and 7200 over a best return of about 3200); "top" does the same above the
+    mean return of the best 10% of the episodes stored NOW, so one lucky episode cannot push the
+    targets out of the range the model was trained on, and the targets follow the store as
+    online episodes replace offline ones."""
     max_wall_s: float = 0.0
     """Stop online fine-tuning after this many seconds of wall time (0: no limit)."""
     max_learner_flops: float = 0.0
@@ -259,8 +273,12 @@ def validate(cfg: RunConfig) -> None:
                    "train.max_learner_flops": cfg.train.max_learner_flops}.items():
         if v < 0:
             raise ValueError(f"config key '{key}' must be >= 0, got {v}")
-    if cfg.train.return_targets not in ("task", "data"):
-        raise ValueError(f"config key 'train.return_targets' must be 'task' or 'data', got {cfg.train.return_targets!r}")
+    if cfg.train.return_targets not in RETURN_TARGETS:
+        raise ValueError(f"config key 'train.return_targets' must be one of {', '.join(RETURN_TARGETS)}, "
+                         f"got {cfg.train.return_targets!r}")
+    if cfg.replay.eviction not in EVICTION_RULES:
+        raise ValueError(f"config key 'replay.eviction' must be one of {', '.join(EVICTION_RULES)}, "
+                         f"got {cfg.replay.eviction!r}")
     if not 0.0 <= cfg.replay.offline_share <= 1.0:
         raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {cfg.replay.offline_share}")
     for task, w in cfg.replay.task_weights.items():

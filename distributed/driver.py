@@ -60,17 +60,20 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
 
 
-# train.return_targets = "data": evaluation and exploration targets at these multiples of the
-# best stored return's distance from the random return.
+# train.return_targets = "data" | "top": evaluation and exploration targets at these multiples of
+# the reference return's distance from the random return.
 DATA_TARGET_SCALE = {"eval": 1.15, "explore": 2.3}
+# The replay statistic each data-relative rule takes as its reference return.
+DATA_TARGET_STAT = {"data": "best_return", "top": "top_return"}
 
 
-def data_targets(specs, references: dict, stats: dict, mode: str) -> dict[str, float]:
-    """{task: return target} for rollout `mode` from the replay store's stats, capped at the
-    task's own target and never below the best return; tasks with no episode yet are left out."""
+def data_targets(specs, references: dict, stats: dict, mode: str, rule: str = "data") -> dict[str, float]:
+    """{task: return target} for rollout `mode` from the replay store's stats under `rule` ("data":
+    above the best return ever stored, "top": above the mean of the best 10% stored now), capped at
+    the task's own target and never below the reference; tasks with no episode yet are left out."""
     out = {}
     for spec in specs:
-        best = stats[spec.name]["best_return"]
+        best = stats[spec.name][DATA_TARGET_STAT[rule]]
         if best is None:
             continue
         random_ret = references[spec.name][0]
@@ -262,7 +265,7 @@ class Runner:
         `stats()` gives the replay store's stats, asked for only when the targets need them."""
         if self.cfg.train.return_targets == "task":
             return None
-        return data_targets(self.specs, self.references, stats(), mode)
+        return data_targets(self.specs, self.references, stats(), mode, self.cfg.train.return_targets)
 
     def record_episodes(self, episodes, kind: str) -> None:
         """Log the returns of evaluation ("eval") or exploration ("explore") episodes."""
@@ -322,7 +325,8 @@ class SerialRunner(Runner):
         if cfg.train.freeze_trunk:
             freeze_trunk(self.learner.model)
         self.replay = ReplayStore(self.infos, cfg.replay.capacity, cfg.replay.offline_share, cfg.model.context_len,
-                                  cfg.replay.task_weights, self.run_dir / "replay", seed=cfg.seed)
+                                  cfg.replay.task_weights, self.run_dir / "replay", seed=cfg.seed,
+                                  eviction=cfg.replay.eviction)
         if resume:
             restored = self.replay.restore()
             # Expert data acknowledged before a crash is in replay/: never collect it twice.

@@ -173,7 +173,7 @@ class RayRunner(Runner):
         self._rollout_res = {ROLLOUT_RESOURCE: 1} if custom else {}
         self.replay = ray.remote(num_cpus=0, max_concurrency=8, resources=learner_res)(ReplayStore).remote(
             self.infos, cfg.replay.capacity, cfg.replay.offline_share, cfg.model.context_len,
-            cfg.replay.task_weights, str(self.run_dir / "replay"), seed=cfg.seed)
+            cfg.replay.task_weights, str(self.run_dir / "replay"), seed=cfg.seed, eviction=cfg.replay.eviction)
         gpu = resources.get("GPU", 0) >= 1
         self.learner = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=learner_res)(LearnerService).remote(
             cfg.model, self.infos, cfg.learner, cfg.seed, self.replay, cfg.train.batch_size, cfg.rollout.weights_every)

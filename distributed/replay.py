@@ -1,5 +1,13 @@
-"""ReplayStore: trajectories per task, FIFO online eviction, a reserved share for expert data,
-task-balanced sampling with hindsight relabelling, and an append-only on-disk log.
+"""ReplayStore: trajectories per task, whole-episode eviction, task-balanced sampling with
+hindsight relabelling, and an append-only on-disk log.
+
+Two eviction rules (`eviction`):
+- "reserve": a share of each task's capacity is reserved for offline (expert) episodes, the best
+  by return kept there for the whole run; online episodes leave first-in first-out.
+- "odt": ODT's buffer. Offline episodes may fill the whole capacity (the best by return are
+  kept); every online episode then replaces the WORST remaining offline one, and once none is
+  left the oldest online one. Online data takes over the store as it arrives, as in ODT's ring
+  buffer over return-sorted trajectories.
 
 A plain class: the serial runner uses it directly; the Ray driver wraps it with
 `ray.remote(ReplayStore)`.
@@ -12,6 +20,7 @@ eviction is deterministic.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +33,10 @@ from agents.spaces import TaskInfo
 from agents.storage import read_episodes, write_episodes
 from agents.trajectory import Batch, Episode, make_batch, reward_suffix_sums, sample_windows
 
+EVICTION_RULES = ("reserve", "odt")
+# `stats()["top_return"]`: the mean return of this share of the stored episodes, the best ones.
+TOP_SHARE = 0.1
+
 
 @dataclass
 class _TaskBuffer:
@@ -34,6 +47,8 @@ class _TaskBuffer:
     added_episodes: int = 0
     evicted_episodes: int = 0
     best_return: float | None = None  # of every episode ever stored (offline and online)
+    # Returns of the episodes stored now, kept sorted (ascending) for the top-decile statistic.
+    returns: list[float] = field(default_factory=list)
     # id(episode) -> [its reward suffix sums, times stored], computed at its first insert: every
     # sample of a window then slices them instead of summing the rest of its episode again.
     suffix_sums: dict[int, list] = field(default_factory=dict)
@@ -53,12 +68,14 @@ class _TaskBuffer:
         return self._view
 
     def keep(self, ep: Episode) -> None:
+        bisect.insort(self.returns, ep.ret)
         entry = self.suffix_sums.setdefault(id(ep), [None, 0])
         if entry[0] is None:
             entry[0] = reward_suffix_sums(ep.rewards)
         entry[1] += 1
 
     def drop(self, ep: Episode) -> None:
+        del self.returns[bisect.bisect_left(self.returns, ep.ret)]
         entry = self.suffix_sums[id(ep)]
         entry[1] -= 1
         if entry[1] == 0:
@@ -78,10 +95,14 @@ class ReplayStore:
         task_weights: dict[str, float] | None = None,
         directory: str | Path | None = None,
         seed: int = 0,
+        eviction: str = "reserve",
     ):
+        if eviction not in EVICTION_RULES:
+            raise ValueError(f"unknown replay eviction rule {eviction!r} (known: {', '.join(EVICTION_RULES)})")
         self.tasks = list(tasks)
         self.capacity = capacity
-        self.offline_capacity = int(capacity * offline_share)
+        self.eviction = eviction
+        self.offline_capacity = capacity if eviction == "odt" else int(capacity * offline_share)
         self.context_len = context_len
         self.weights = np.array([(task_weights or {}).get(t.name, 1.0) for t in self.tasks], dtype=np.float64)
         self.index = {t.name: i for i, t in enumerate(self.tasks)}
@@ -129,6 +150,11 @@ class ReplayStore:
         else:
             buf.online.append(ep)
             buf.online_steps += ep.length
+            if self.eviction == "odt":
+                while buf.steps > self.capacity and buf.offline:
+                    worst = buf.offline.pop()
+                    buf.offline_steps -= worst.length
+                    buf.drop(worst)
         # Online episodes go first-in first-out once the task is over capacity.
         while buf.steps > self.capacity and len(buf.online) > 1:
             old = buf.online.popleft()
@@ -188,11 +214,20 @@ class ReplayStore:
                 "added_episodes": buf.added_episodes,
                 "evicted_episodes": buf.evicted_episodes,
                 "best_return": buf.best_return,
+                "top_return": top_mean(buf.returns),
             }
         return out
 
     def total_timesteps(self) -> int:
         return sum(b.steps for b in self.buffers)
+
+
+def top_mean(sorted_returns: list[float]) -> float | None:
+    """Mean of the best TOP_SHARE of `sorted_returns` (ascending), at least one; None if empty."""
+    if not sorted_returns:
+        return None
+    n = max(1, round(TOP_SHARE * len(sorted_returns)))
+    return float(np.mean(sorted_returns[-n:]))
 
 
 def read_shards(directory: str | Path):

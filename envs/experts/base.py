@@ -17,7 +17,8 @@ from envs.spec import TaskSpec
 
 # controller(obs, env) -> action in the wrapped env's units ([-1, 1] for Box actions).
 # It may read the simulator through `env.unwrapped` (oracle state is allowed for experts).
-# An optional `reset()` method is called before every episode (for stateful controllers).
+# An optional `reset()` method is called before every episode (for stateful controllers), and an
+# optional `seed(env_seed)` (for stochastic ones).
 Controller = Callable[[Any, gym.Env], Any]
 
 
@@ -64,6 +65,8 @@ def run_episode(
     box = isinstance(env.action_space, gym.spaces.Box)
     if hasattr(controller, "reset"):
         controller.reset()
+    if hasattr(controller, "seed"):  # stochastic controllers draw from a stream of this episode's seed
+        controller.seed(int(env_seed))
     observations, actions, rewards = [], [], []
     while True:
         action = controller(obs, env)

@@ -3,6 +3,7 @@
     policy = MLPPolicy.load("envs/zoo/InvertedPendulum-v5-ppo-s0-expert.safetensors")
     action = policy(obs, env)                  # deterministic, env units ([-1, 1] for Box)
     expert = RLExpert(get_task("InvertedPendulum-v5"), path)   # a PolicyExpert, kind "rl"
+    RLExpert(spec, path, sample=True)          # actions drawn from the policy's distribution
 
 A policy is two files with one stem: `<id>.safetensors` (the policy network's Linear
 weights, keys `net.<i>.weight|bias` by position in the layer list) and `<id>.json`, its
@@ -130,8 +131,12 @@ class MLPPolicy:
         return next(m for m in self.net if isinstance(m, nn.Linear)).in_features
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """Deterministic actions for a batch of raw observations (B, D): (B, A) float32 or (B,) int64."""
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Actions for a batch of raw observations (B, D): (B, A) float32 or (B,) int64.
+
+        Deterministic without `rng`; with it, drawn from the policy's distribution (the Gaussian's
+        std is exp of the network's log-std outputs; logits give a categorical).
+        """
         x = np.asarray(obs, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.obs_dim:
             raise ValueError(f"policy {self.card['id']!r} takes observations (B, {self.obs_dim}), got {x.shape}")
@@ -139,17 +144,40 @@ class MLPPolicy:
             x = (x - self.obs_mean) / self.obs_scale
             if self.obs_clip is not None:
                 x = np.clip(x, -self.obs_clip, self.obs_clip)
-        out = self.net(torch.from_numpy(x))  # (B, out)
+        out = self.net(torch.from_numpy(x)).numpy().astype(np.float64)  # (B, out)
         if self.head == "categorical":
-            return out.argmax(-1).numpy().astype(np.int64)
+            if rng is None:
+                return out.argmax(-1).astype(np.int64)
+            p = np.exp(out - out.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)  # (B, n)
+            return np.array([rng.choice(len(q), p=q) for q in p], dtype=np.int64)
         mean = out[:, : self.action_dim]  # (B, A); the other half are log-stds
+        if rng is not None:
+            mean = mean + np.exp(out[:, self.action_dim :]) * rng.standard_normal(mean.shape)
         if self.head == "squashed_gaussian":
-            mean = torch.tanh(mean)
-        return mean.numpy().astype(np.float32)
+            mean = np.tanh(mean)
+        return mean.astype(np.float32)
 
     def __call__(self, obs, env=None):
         action = self.act(np.asarray(obs)[None])[0]
         return int(action) if self.head == "categorical" else action
+
+
+class SampledPolicy:
+    """Controller drawing actions from an `MLPPolicy`'s distribution, reseeded per episode
+    (`run_episode` calls `seed(env_seed)`), so the same env seed gives the same episode."""
+
+    def __init__(self, policy: MLPPolicy):
+        self.policy = policy
+        self.rng = np.random.default_rng()
+
+    def seed(self, env_seed: int) -> None:
+        # Its own stream: run_episode's action noise draws from default_rng(env_seed).
+        self.rng = np.random.default_rng([int(env_seed), 1])
+
+    def __call__(self, obs, env=None):
+        action = self.policy.act(np.asarray(obs)[None], self.rng)[0]
+        return int(action) if self.policy.head == "categorical" else action
 
 
 def load_state(net: nn.Sequential, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -182,13 +210,19 @@ def save_policy(stem: str | Path, net: nn.Sequential, card: dict) -> tuple[Path,
 
 
 class RLExpert(PolicyExpert):
-    """An exported RL policy as an expert source: kind "rl", policy_id = the card's id."""
+    """An exported RL policy as an expert source: kind "rl", policy_id = the card's id.
 
-    def __init__(self, spec: TaskSpec, path: str | Path, noise: float = 0.0):
+    `sample=True` records actions drawn from the policy's distribution instead of its mean: like
+    D4RL's datasets, whose episodes then differ in return, so returns-to-go carry information
+    (a deterministic policy's episodes all return about the same); the policy id gets "-sampled".
+    """
+
+    def __init__(self, spec: TaskSpec, path: str | Path, noise: float = 0.0, sample: bool = False):
         policy = MLPPolicy.load(path)
         if policy.card["task"] != spec.name:
             raise ValueError(f"{policy_paths(path)[1]}: policy is for task {policy.card['task']!r}, not {spec.name!r}")
-        super().__init__(spec, policy, "rl", policy.card["id"], noise=noise)
+        controller = SampledPolicy(policy) if sample else policy
+        super().__init__(spec, controller, "rl", policy.card["id"] + ("-sampled" if sample else ""), noise=noise)
 
 
 def zoo_cards(zoo_dir: str | Path | None = None) -> list[dict]:
@@ -212,6 +246,6 @@ def zoo_policy(task: str, role: str = "expert", zoo_dir: str | Path | None = Non
     return None
 
 
-def rl_factory(card: dict) -> Callable[[TaskSpec], RLExpert]:
+def rl_factory(card: dict, sample: bool = False) -> Callable[[TaskSpec], RLExpert]:
     """TaskSpec.experts factory for a zoo card: `factory(spec) -> RLExpert` (picklable, for Ray workers)."""
-    return partial(RLExpert, path=card["path"])
+    return partial(RLExpert, path=card["path"], sample=sample)

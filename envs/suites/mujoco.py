@@ -72,13 +72,15 @@ def tasks() -> list[TaskSpec]:
     # tasks have no measured scripted expert, so the zoo expert's evaluated return replaces
     # the D4RL reference there.
     # A zoo "medium" policy (a snapshot at ~40% of the expert's return, like D4RL's medium
-    # datasets) is the "rl-medium" source: offline data to fine-tune from online.
+    # datasets) is the "rl-medium" source: offline data to fine-tune from online, with actions
+    # sampled from the policy as D4RL's are (returns spread); "rl-medium-det" takes its mean action.
     cards = zoo_cards()
     zoo = {c["task"]: c for c in cards if c.get("role") == "expert"}
     medium = {c["task"]: c for c in cards if c.get("role") == "medium"}
     for spec in out:
         if spec.name in medium:
-            spec.experts["rl-medium"] = rl_factory(medium[spec.name])
+            spec.experts["rl-medium"] = rl_factory(medium[spec.name], sample=True)
+            spec.experts["rl-medium-det"] = rl_factory(medium[spec.name])
         card = zoo.get(spec.name)
         if card is None:
             continue

@@ -188,3 +188,66 @@ def test_fitting_own_samples_does_not_widen_the_policy(nll_beta):
     weight = std ** 2 if nll_beta else 1.0
     assert torch.all(widening > 0), widening  # the bonus still widens a little
     assert torch.all(widening < 2 * alpha * weight), widening
+
+
+def _deterministic_task_data(rng):
+    """Episodes of a 3-D-action task whose actions are a fixed function of the observation."""
+    task = TaskInfo("vec", Box((4,)), Box((3,)), reward_scale=0.1)
+    W = rng.normal(size=(4, 3))
+    eps = []
+    for _ in range(30):
+        obs = rng.normal(size=(50, 4)).astype(np.float32)
+        eps.append(Episode("vec", obs, (0.8 * np.tanh(obs @ W)).astype(np.float32), np.ones(50, np.float32), True))
+    return task, eps
+
+
+@pytest.mark.parametrize("temperature_lr,reaches", [(3e-3, True), (1e-4, False)])
+def test_entropy_of_a_near_deterministic_fit_reaches_its_target(temperature_lr, reaches):
+    # Imitating deterministic actions drives the entropy far below its target (-3 for 3-D
+    # actions); the temperature must bring it back within the run, or exploration is a no-op.
+    rng = np.random.default_rng(0)
+    task, eps = _deterministic_task_data(rng)
+    lengths = np.array([e.length for e in eps])
+    cfg = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5, max_timestep=64, dropout=0.0)
+    learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10, temperature_lr=temperature_lr), seed=0)
+    entropies = []
+    for u in range(1500):
+        idx, starts = sample_windows(lengths, 32, rng)
+        entropies.append(learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))["entropy/vec"])
+    first, last = np.mean(entropies[200:300]), np.mean(entropies[-300:])
+    assert first < task.entropy_target - 2.0  # the fit did make the policy near-deterministic
+    if reaches:
+        assert abs(last - task.entropy_target) < 1.0, last
+    else:
+        assert last < task.entropy_target - 3.0, last  # ODT's 1e-4: still far below after 1500 updates
+
+
+@pytest.mark.parametrize("timestep_embedding", [True, False])
+def test_trained_model_acts_on_its_return_target(timestep_embedding):
+    # Two behaviours that observations cannot tell apart, told apart by their returns: the mean
+    # action must follow the return-to-go the policy is conditioned on.
+    from agents.policy import Policy
+
+    rng = np.random.default_rng(0)
+    task = TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1)
+    eps = []
+    for k in range(40):
+        c = 0.6 if k % 2 else -0.6
+        # Rewards 0.05 and 2 per step: returns-to-go of the two never overlap (<= 0.15 and >= 0.2
+        # scaled), so the return target alone tells them apart, with or without timesteps.
+        eps.append(Episode("vec", rng.normal(size=(30, 3)).astype(np.float32), np.full((30, 2), c, np.float32),
+                           np.full(30, 2.0 if c > 0 else 0.05, np.float32), True))  # returns 60 and 1.5
+    lengths = np.array([e.length for e in eps])
+    cfg = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5, max_timestep=64, dropout=0.0,
+                      timestep_embedding=timestep_embedding)
+    learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10), seed=0)
+    for _ in range(300):
+        idx, starts = sample_windows(lengths, 32, rng)
+        learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))
+    policy = Policy(learner.model, [task], num_slots=2)
+    policy.reset(0, 0, target_return=60.0)
+    policy.reset(1, 0, target_return=1.5)
+    obs = rng.normal(size=(3,)).astype(np.float32)
+    high, low = policy.act([0, 1], [obs, obs], deterministic=True)
+    np.testing.assert_allclose(high, [0.6, 0.6], atol=0.15)
+    np.testing.assert_allclose(low, [-0.6, -0.6], atol=0.15)

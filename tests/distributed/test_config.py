@@ -1,4 +1,6 @@
 """Config loading: every key and value checked, overrides applied, one clear error."""
+from pathlib import Path
+
 import pytest
 
 from distributed import config
@@ -47,3 +49,17 @@ def test_missing_and_malformed_files(tmp_path):
         config.load(tmp_path / "nope.yaml")
     with pytest.raises(ValueError, match="not valid YAML"):
         config.load(write(tmp_path, "tasks: [a\n"))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+                         + sorted((Path(__file__).resolve().parents[2] / "configs" / "bench").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_committed_run_configs_load_with_known_tasks_and_sources(path):
+    from envs.experts.base import make_expert
+    from envs.registry import get_task
+
+    cfg = config.load(path)
+    for task in cfg.tasks:
+        spec = get_task(task)
+        kind = cfg.experts.sources.get(task, cfg.experts.source)
+        assert kind.startswith("dataset:") or kind in spec.experts, (task, kind)

@@ -88,3 +88,23 @@ def test_unknown_task_rejected():
     with pytest.raises(KeyError, match="nope"):
         ReplayStore(TASKS, 100, 0.5, 5).add([episode("vec", 3).__class__("nope", np.zeros((1, 3)), np.zeros((1, 2)),
                                                                       np.zeros(1), True)])
+
+
+def test_odt_eviction_replaces_the_worst_offline_episodes_first_then_fifo():
+    store = ReplayStore(TASKS[:1], capacity=100, offline_share=0.5, context_len=5, eviction="odt")
+    store.add([episode("vec", 20, r, tag=i) for i, r in enumerate([1.0, 3.0, 2.0, 0.5, 4.0, 6.0])], offline=True)
+    # 120 offline steps > 100: only the worst (0.5 per step) goes; no share is reserved online.
+    assert sorted(e.ret for e in store.episodes("vec")) == [20.0, 40.0, 60.0, 80.0, 120.0]
+    store.add([episode("vec", 20, 0.1, tag=10 + i) for i in range(3)])
+    # Each online episode replaced the worst offline one, although it returns less than all of them.
+    assert sorted(e.ret for e in store.episodes("vec") if e.source["seed"] < 10) == [80.0, 120.0]
+    store.add([episode("vec", 20, 0.1, tag=20 + i) for i in range(4)])
+    eps = store.episodes("vec")
+    assert all(e.source["seed"] >= 10 for e in eps)  # offline data is gone entirely
+    assert [e.source["seed"] for e in eps] == [12, 20, 21, 22, 23]  # then first-in first-out
+    assert store.stats()["vec"]["timesteps"] == 100
+
+
+def test_unknown_eviction_rule_is_refused():
+    with pytest.raises(ValueError, match="eviction"):
+        ReplayStore(TASKS, 100, 0.5, 5, eviction="lru")

@@ -34,3 +34,22 @@ def test_worker_conditions_new_episodes_on_set_targets():
     worker.evaluate(1)
     worker.collect(1)  # after an evaluation, exploration starts fresh episodes
     assert worker.policy._rtg[0] == pytest.approx(123.0 * scale - scale)  # one step's reward of 1 spent
+
+
+def test_top_targets_follow_the_best_tenth_stored_now_not_the_best_ever():
+    from distributed.replay import ReplayStore
+    from tests.distributed.test_replay import TASKS, episode
+
+    store = ReplayStore(TASKS[:1], capacity=400, offline_share=0.5, context_len=5, eviction="odt")
+    store.add([episode("vec", 20, r, tag=i) for i, r in enumerate([1.0] * 19 + [5.0])], offline=True)
+    stats = store.stats()["vec"]
+    assert stats["best_return"] == 100.0
+    assert stats["top_return"] == 60.0  # the best 2 of 20 episodes: returns 100 and 20
+    store.add([episode("vec", 20, 0.5, tag=100 + i) for i in range(20)])  # 400 steps: the lucky offline episode was the best
+    stats = store.stats()["vec"]
+    assert stats["best_return"] == 100.0  # ever
+    assert stats["top_return"] == 10.0  # the store now holds online episodes of return 10 only
+    specs = [_spec("vec", 1000.0, 2000.0)]
+    ev_best = data_targets(specs, {"vec": (0.0, 1000.0)}, {"vec": stats}, "eval", "data")
+    ev_top = data_targets(specs, {"vec": (0.0, 1000.0)}, {"vec": stats}, "eval", "top")
+    assert ev_best["vec"] == pytest.approx(115.0) and ev_top["vec"] == pytest.approx(11.5)

@@ -150,9 +150,36 @@ def test_committed_zoo_entries_load_and_match_their_cards():
     # Built-in tasks with a zoo expert offer it as their "rl" source.
     task = next(c["task"] for c in cards if c.get("role") == "expert")
     assert make_expert(get_task(task), "rl").kind == "rl"
-    # ... and a zoo medium policy as their "rl-medium" source (offline data to fine-tune from).
+    # ... and a zoo medium policy as their "rl-medium" source (sampled actions) and "rl-medium-det".
     medium = next(c for c in cards if c.get("role") == "medium")
-    assert make_expert(get_task(medium["task"]), "rl-medium").policy_id == medium["id"]
+    assert make_expert(get_task(medium["task"]), "rl-medium").policy_id == medium["id"] + "-sampled"
+    assert make_expert(get_task(medium["task"]), "rl-medium-det").policy_id == medium["id"]
+
+
+@pytest.mark.parametrize("head", ["gaussian", "categorical"])
+def test_sampled_actions_follow_the_distribution_and_the_seed(tmp_path, head):
+    stem, net = write(tmp_path, head=head, action_dim=2)
+    policy = MLPPolicy.load(stem)
+    obs = np.zeros((4000, 3), dtype=np.float32)
+    a, b = policy.act(obs, np.random.default_rng(0)), policy.act(obs, np.random.default_rng(0))
+    np.testing.assert_array_equal(a, b)
+    with torch.no_grad():
+        out = net(torch.from_numpy(np.clip((obs[:1] - 0.5) / (2.0 + 1e-6), -3, 3))).numpy()[0]
+    if head == "gaussian":
+        np.testing.assert_allclose(a.mean(0), out[:2], atol=0.1 * np.exp(out[2:]).max())
+        np.testing.assert_allclose(a.std(0), np.exp(out[2:]), rtol=0.1)
+    else:
+        p = np.exp(out - out.max()) / np.exp(out - out.max()).sum()
+        np.testing.assert_allclose(np.bincount(a, minlength=2) / len(a), p, atol=0.05)
+
+
+def test_sampled_medium_data_spreads_returns_and_replays_by_seed():
+    task = "InvertedPendulum-v5"
+    det, sampled = make_expert(get_task(task), "rl-medium-det"), make_expert(get_task(task), "rl-medium")
+    det_returns = [ep.ret for ep in det.episodes(4, seed=7)]
+    returns = [ep.ret for ep in sampled.episodes(4, seed=7)]
+    assert returns == [ep.ret for ep in make_expert(get_task(task), "rl-medium").episodes(4, seed=7)]
+    assert returns != det_returns and len(set(returns)) == 4
 
 
 def test_loading_and_acting_never_imports_ray(tmp_path):
