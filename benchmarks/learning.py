@@ -34,13 +34,16 @@ ABLATION_TASK = "Hopper-v5"
 ABLATIONS = {
     "reserve eviction": ("offline half kept for the whole run, online FIFO (the old default)",
                          ["replay.eviction=reserve", "replay.offline_share=0.5"]),
-    "best-ever targets": ("return targets above the best return ever stored (`data`)", ["train.return_targets=data"]),
+    "top-2.3x": ("targets at ODT's multiples of the top tenth: 1.15x (eval), 2.3x (explore)",
+                 ["train.eval_target_scale=1.15", "train.explore_target_scale=2.3"]),
+    "best-ever targets": ("return targets relative to the best return ever stored (`data`)", ["train.return_targets=data"]),
     "temperature lr 1e-4": ("ODT's temperature learning rate", ["learner.temperature_lr=0.0001"]),
-    "no timestep embedding": ("tokens without the timestep embedding, as ODT's", ["model.timestep_embedding=false"]),
     "deterministic data": ("medium data from the policy's mean action (`rl-medium-det`)",
                            ["experts.source=rl-medium-det"]),
-    "previous recipe": ("all three undone: reserve eviction, best-ever targets, temperature lr 1e-4",
-                        ["replay.eviction=reserve", "train.return_targets=data", "learner.temperature_lr=0.0001"]),
+    "previous recipe": ("the previous bench recipe: reserve eviction, best-ever targets at 1.15x/2.3x, "
+                        "temperature lr 1e-4",
+                        ["replay.eviction=reserve", "train.return_targets=data", "learner.temperature_lr=0.0001",
+                         "train.eval_target_scale=1.15", "train.explore_target_scale=2.3"]),
 }
 # D4RL reference returns (random, expert) used by the ODT paper's normalized scores (x100).
 D4RL_REFERENCE = {"Hopper-v5": (-20.272305, 3234.3), "HalfCheetah-v5": (-280.178953, 12135.0),

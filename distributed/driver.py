@@ -60,24 +60,22 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
 
 
-# train.return_targets = "data" | "top": evaluation and exploration targets at these multiples of
-# the reference return's distance from the random return.
-DATA_TARGET_SCALE = {"eval": 1.15, "explore": 2.3}
-# The replay statistic each data-relative rule takes as its reference return.
+# The replay statistic each data-relative rule of train.return_targets takes as its reference return.
 DATA_TARGET_STAT = {"data": "best_return", "top": "top_return"}
 
 
-def data_targets(specs, references: dict, stats: dict, mode: str, rule: str = "data") -> dict[str, float]:
+def data_targets(specs, references: dict, stats: dict, mode: str, rule: str, scale: float) -> dict[str, float]:
     """{task: return target} for rollout `mode` from the replay store's stats under `rule` ("data":
-    above the best return ever stored, "top": above the mean of the best 10% stored now), capped at
-    the task's own target and never below the reference; tasks with no episode yet are left out."""
+    the best return ever stored, "top": the mean of the best 10% stored now): `scale` times the
+    reference return's distance from the random return, capped at the task's own target for
+    `mode` and never below the reference; tasks with no episode yet are left out."""
     out = {}
     for spec in specs:
         best = stats[spec.name][DATA_TARGET_STAT[rule]]
         if best is None:
             continue
         random_ret = references[spec.name][0]
-        above = random_ret + DATA_TARGET_SCALE[mode] * (best - random_ret)
+        above = random_ret + scale * (best - random_ret)
         out[spec.name] = min(spec.return_target(mode), max(best, above))
     return out
 
@@ -265,7 +263,9 @@ class Runner:
         `stats()` gives the replay store's stats, asked for only when the targets need them."""
         if self.cfg.train.return_targets == "task":
             return None
-        return data_targets(self.specs, self.references, stats(), mode, self.cfg.train.return_targets)
+        t = self.cfg.train
+        scale = t.eval_target_scale if mode == "eval" else t.explore_target_scale
+        return data_targets(self.specs, self.references, stats(), mode, t.return_targets, scale)
 
     def record_episodes(self, episodes, kind: str) -> None:
         """Log the returns of evaluation ("eval") or exploration ("explore") episodes."""

@@ -17,7 +17,8 @@ def test_data_targets_scale_above_the_best_return_and_cap():
     references = {"hop": (20.0, 3234.0), "pend": (-1200.0, -150.0), "new": (0.0, 1.0), "capped": (0.0, 1000.0)}
     stats = {"hop": {"best_return": 940.0}, "pend": {"best_return": -700.0}, "new": {"best_return": None},
              "capped": {"best_return": 990.0}}
-    ev, ex = data_targets(specs, references, stats, "eval"), data_targets(specs, references, stats, "explore")
+    ev = data_targets(specs, references, stats, "eval", "data", 1.15)
+    ex = data_targets(specs, references, stats, "explore", "data", 2.3)
     assert ev["hop"] == pytest.approx(20 + 1.15 * 920) and ex["hop"] == pytest.approx(20 + 2.3 * 920)
     assert ev["pend"] == pytest.approx(-1200 + 1.15 * 500) and ex["pend"] == -100.0  # capped at the task's target
     assert "new" not in ev  # no episode stored yet: the task keeps its own target
@@ -50,6 +51,6 @@ def test_top_targets_follow_the_best_tenth_stored_now_not_the_best_ever():
     assert stats["best_return"] == 100.0  # ever
     assert stats["top_return"] == 10.0  # the store now holds online episodes of return 10 only
     specs = [_spec("vec", 1000.0, 2000.0)]
-    ev_best = data_targets(specs, {"vec": (0.0, 1000.0)}, {"vec": stats}, "eval", "data")
-    ev_top = data_targets(specs, {"vec": (0.0, 1000.0)}, {"vec": stats}, "eval", "top")
+    ev_best = data_targets(specs, {"vec": (0.0, 1000.0)}, {"vec": stats}, "eval", "data", 1.15)
+    ev_top = data_targets(specs, {"vec": (0.0, 1000.0)}, {"vec": stats}, "eval", "top", 1.15)
     assert ev_best["vec"] == pytest.approx(115.0) and ev_top["vec"] == pytest.approx(11.5)
