@@ -126,6 +126,18 @@ def _print_summary(summary: dict) -> None:
 # -- eval --------------------------------------------------------------------------------
 
 
+def last_eval_targets(run_dir: Path) -> dict[str, float]:
+    """{task: return target} of the last evaluation in `run_dir`/evals.jsonl ({} if none is recorded)."""
+    path = run_dir / "evals.jsonl"
+    if not path.is_file():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return dict(json.loads(lines[-1]).get("targets") or {}) if lines else {}
+    except json.JSONDecodeError:
+        return {}
+
+
 def cmd_eval(args) -> int:
     from distributed import config as config_mod
 
@@ -166,6 +178,13 @@ def cmd_eval(args) -> int:
     worker = RolloutWorker(tasks, cfg.tasks, cfg.model, "eval", max(len(tasks), cfg.rollout.envs_per_worker),
                            args.seed, 0)
     worker.set_weights(0, state)
+    # Condition on the return targets of the run's last evaluation (data-relative targets depend
+    # on its replay store); runs written before evals.jsonl recorded them use the tasks' own.
+    targets = last_eval_targets(run_dir)
+    if targets:
+        worker.set_targets({t: targets[t] for t in tasks if t in targets})
+        print("return targets of the run's last evaluation: "
+              + ", ".join(f"{t} {targets[t]:.1f}" for t in tasks if t in targets))
     returns: dict[str, list[float]] = {}
     for ep in worker.evaluate(args.episodes):
         returns.setdefault(ep.task, []).append(ep.ret)

@@ -267,8 +267,10 @@ class Runner:
         scale = t.eval_target_scale if mode == "eval" else t.explore_target_scale
         return data_targets(self.specs, self.references, stats(), mode, t.return_targets, scale)
 
-    def record_episodes(self, episodes, kind: str) -> None:
-        """Log the returns of evaluation ("eval") or exploration ("explore") episodes."""
+    def record_episodes(self, episodes, kind: str, targets: dict[str, float] | None = None) -> None:
+        """Log the returns of evaluation ("eval") or exploration ("explore") episodes; an
+        evaluation's line in evals.jsonl records the return targets it was conditioned on
+        (`targets`, the tasks' own where absent), so `frontier eval` can condition alike."""
         returns: dict[str, list[float]] = {}
         for e in episodes:
             returns.setdefault(e.task, []).append(e.ret)
@@ -278,7 +280,9 @@ class Runner:
         if kind == "eval":
             s = self.state
             line = {"updates": s.updates, "env_steps": s.env_steps, "learner_flops": s.learner_flops,
-                    "learner_device_s": s.learner_device_s, "actor_cpu_s": s.actor_cpu_s, "returns": returns}
+                    "learner_device_s": s.learner_device_s, "actor_cpu_s": s.actor_cpu_s, "returns": returns,
+                    "targets": {spec.name: (targets or {}).get(spec.name, spec.return_target("eval"))
+                                for spec in self.specs}}
             with open(self.run_dir / "evals.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
 
@@ -384,11 +388,12 @@ class SerialRunner(Runner):
     def evaluate(self, episodes: int) -> None:
         ev = self.evaluator
         ev.set_weights(self.state.updates, self.learner.weights())
-        ev.set_targets(self.targets(self.replay.stats, "eval") or {})
+        targets = self.targets(self.replay.stats, "eval")
+        ev.set_targets(targets or {})
         before = ev.counters()
         eps = ev.evaluate(episodes)
         self.account(before, ev.counters(), "eval")
-        self.record_episodes(eps, "eval")
+        self.record_episodes(eps, "eval", targets)
 
     def explore(self) -> None:
         ex = self.explorer

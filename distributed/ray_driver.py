@@ -121,6 +121,7 @@ class RayRunner(Runner):
         self.explore_versions: list[tuple[int, int]] = []  # (explorer, weights version) per exploration chunk
         self._eval_pending: dict = {}  # in-flight evaluation call -> (eval actor, episodes per task)
         self._eval_results: list[EpisodeResult] = []  # episodes of the evaluation in flight, so far
+        self._eval_targets: dict[str, float] | None = None  # return targets of the evaluation in flight
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
         self._explore_retry: dict[int, float] = {}  # explorer whose call failed -> when to resubmit
         self._idle_explorers: list[int] = []  # explorers waiting for the exploration rate limit
@@ -312,7 +313,7 @@ class RayRunner(Runner):
         if self._eval_pending:
             return
         version, box = self._weights
-        targets = self.targets(self._replay_stats, "eval")
+        targets = self._eval_targets = self.targets(self._replay_stats, "eval")
         for i, actor in enumerate(self.evaluators):
             self._eval_pending[actor.evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
 
@@ -324,14 +325,14 @@ class RayRunner(Runner):
             self._failed(self.evaluators[i])
             time.sleep(RETRY_S)  # rare; the learner's current chunk keeps it busy meanwhile
             version, box = self._weights
-            targets = self.targets(self._replay_stats, "eval")
-            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
+            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box, self._eval_targets)] = (
+                i, episodes)
             return
         self._failing_since.pop(self.evaluators[i], None)
         self.account(out["before"], out["after"], "eval")
         self._eval_results.extend(out["episodes"])
         if not self._eval_pending:  # every group reported: one evaluation point for all tasks
-            self.record_episodes(self._eval_results, "eval")
+            self.record_episodes(self._eval_results, "eval", self._eval_targets)
             self._eval_results = []
 
     def evaluate(self, episodes: int) -> None:

@@ -80,4 +80,21 @@ def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
     assert main(["eval", str(run_dir), "--episodes", "2", "--json", str(out)]) == 0
     result = json.loads(out.read_text())["CartPole-v1"]
     assert result["episodes"] == 2 and result["normalized_score"] > 0.6
-    assert "CartPole-v1" in capsys.readouterr().out
+    assert "return targets of the run's last evaluation: CartPole-v1 500.0" in capsys.readouterr().out
+
+
+def test_eval_command_conditions_on_the_runs_last_evaluation_targets(finished_run, tmp_path, capsys):
+    # Data-relative targets depend on the run's store: `frontier eval` must use the recorded ones.
+    import shutil
+
+    from distributed.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    lines = (run_dir / "evals.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["targets"] == {"CartPole-v1": 500.0} for line in lines)
+    last = json.loads(lines[-1])
+    last["targets"] = {"CartPole-v1": 123.0}
+    (run_dir / "evals.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
+    assert "CartPole-v1 123.0" in capsys.readouterr().out
