@@ -29,17 +29,19 @@ RUNS_DIR = ROOT / "runs" / "bench" / "learning"
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
 MEDIUM_TASKS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "InvertedPendulum-v5")
+# ODT's return-target multiples (3600 and 7200 over hopper-medium's best of about 3200).
+ODT_TARGET_SCALES = ["train.eval_target_scale=1.15", "train.explore_target_scale=2.3"]
+# Runs with ODT_TARGET_SCALES besides the ablation task's: {task: seeds}, the seeds the bench
+# recipe had before it moved to 1.0x / 1.15x after these collapsed or dipped late.
+ODT_SCALE_RUNS = {"InvertedPendulum-v5": (1, 2), "Walker2d-v5": (0,)}
 # One ingredient of configs/bench/mujoco-medium.yaml undone at a time: name -> (what, overrides).
 ABLATION_TASK = "Hopper-v5"
 ABLATIONS = {
     "reserve eviction": ("offline half kept for the whole run, online FIFO (the old default)",
                          ["replay.eviction=reserve", "replay.offline_share=0.5"]),
-    "top-2.3x": ("targets at ODT's multiples of the top tenth: 1.15x (eval), 2.3x (explore)",
-                 ["train.eval_target_scale=1.15", "train.explore_target_scale=2.3"]),
+    "top-2.3x": ("targets at ODT's multiples of the top tenth: 1.15x (eval), 2.3x (explore)", ODT_TARGET_SCALES),
     "best-ever targets": ("return targets relative to the best return ever stored (`data`)", ["train.return_targets=data"]),
     "temperature lr 1e-4": ("ODT's temperature learning rate", ["learner.temperature_lr=0.0001"]),
-    "deterministic data": ("medium data from the policy's mean action (`rl-medium-det`)",
-                           ["experts.source=rl-medium-det"]),
     "previous recipe": ("the previous bench recipe: reserve eviction, best-ever targets at 1.15x/2.3x, "
                         "temperature lr 1e-4",
                         ["replay.eviction=reserve", "train.return_targets=data", "learner.temperature_lr=0.0001",
@@ -143,7 +145,7 @@ def quick_suite(quick: bool, out: Path) -> tuple[dict, str]:
         m, h = mean_ci(xs)
         rows.append([task, len(xs), f"{m:.2f} ± {h:.2f}", ", ".join(f"{x:.2f}" for x in xs)])
     md = ("## Quick suite (configs/quick.yaml)\n\nFinal normalized score (final evaluation of each task and seed; "
-          "mean ± 95% normal interval across seeds):\n\n"
+          "mean ± 95% Student-t interval across seeds):\n\n"
           + markdown_table(["task", "seeds", "normalized", "per seed"], rows)
           + "\n\n![](learning_quick_steps.png)\n![](learning_quick_wall.png)\n")
     data = {"seeds": list(seeds), "runs": runs, "final_normalized": finals, "curves": curves}
@@ -158,8 +160,7 @@ def online_curve(c: dict, offline_index: int) -> dict[str, np.ndarray]:
             "score": np.asarray(c["score"][i:], float)}
 
 
-def plot_online(curves: dict[str, list[dict]], offline: dict[str, float], x: str, unit: str, path: Path,
-                title: str) -> None:
+def plot_online(curves: dict[str, list[dict]], offline: dict[str, float], x: str, path: Path, title: str) -> None:
     """One panel per task: the mean score across seeds with its 95% band, against online env steps
     (or seconds) from the end of pretraining; the offline score as a dashed line."""
     import matplotlib
@@ -179,7 +180,7 @@ def plot_online(curves: dict[str, list[dict]], offline: dict[str, float], x: str
         ax.axhline(offline[task], color="k", ls="--", lw=1, label="offline (end of pretraining)")
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("online env steps" if x == "env_steps" else "online wall time (s)")
-        ax.set_ylabel(unit)
+        ax.set_ylabel("D4RL score" if task in D4RL_REFERENCE else "normalized score x 100")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -243,10 +244,9 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
     for task in tasks:
         results[task], curves[task] = medium_runs(config, task, SEEDS, [], RUNS_DIR / "medium", task)
     offline = {task: float(np.mean([r["offline_score"] for r in rs])) for task, rs in results.items()}
-    unit = "D4RL score (InvertedPendulum: normalized x 100)"
-    plot_online(curves, offline, "env_steps", unit, out / "learning_medium_steps.png",
+    plot_online(curves, offline, "env_steps", out / "learning_medium_steps.png",
                 "from medium data: online fine-tuning against online env steps")
-    plot_online(curves, offline, "wall_s", unit, out / "learning_medium_wall.png",
+    plot_online(curves, offline, "wall_s", out / "learning_medium_wall.png",
                 "from medium data: online fine-tuning against wall time (one core)")
     rows = []
     for task, rs in results.items():
@@ -254,6 +254,7 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
         rows.append([*gain_row(task, rs),
                      f"{paper[0]} -> {paper[1]} ({paper[1] - paper[0]:+.1f}) after 200k" if paper else "-"])
     ablation, ablation_md = ablation_suite(config, results.get(ABLATION_TASK), out)
+    scales, scales_md = odt_scales_suite(config, results)
     md = ("## From medium data (configs/bench/mujoco-medium.yaml)\n\n"
           f"Offline pretraining ({base.train.pretrain_updates} updates at batch {base.train.batch_size}) on "
           f"{base.experts.episodes} episodes of the zoo medium policy with sampled actions (`{base.experts.source}`), "
@@ -266,13 +267,29 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
           "tasks, frontier's normalized score x100 for InvertedPendulum; offline = the evaluation when "
           "pretraining ended, after online = the FINAL evaluation "
           f"({base.train.final_eval_episodes} episodes), mean over seeds; gain ± 95% Student-t interval over "
-          "seeds; online env steps include evaluation episodes:\n\n"
+          "seeds; online env steps include evaluation episodes. Wall times are of one core (torch with one "
+          "thread, OMP_NUM_THREADS=1) with one other run on the machine's second core:\n\n"
           + markdown_table(["task", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "ODT paper (D4RL medium)"], rows)
-          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + ablation_md)
-    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results,
+          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + ablation_md + "\n" + scales_md)
+    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results, "odt_target_scales": scales,
             "curves": {t: [{k: v.tolist() for k, v in c.items()} for c in cs] for t, cs in curves.items()},
             "ablation": ablation}, md
+
+
+def odt_scales_suite(config: Path, recipe: dict[str, list[dict]]) -> tuple[dict, str]:
+    """The recipe against the same with ODT's target multiples, for the runs of ODT_SCALE_RUNS (the
+    ablation task's are the ablation's "top-2.3x"), each beside the recipe's runs of the same seeds."""
+    rows, data = [], {}
+    for task, seeds in ODT_SCALE_RUNS.items():
+        rs, _ = medium_runs(config, task, seeds, ODT_TARGET_SCALES, RUNS_DIR / "odt-scales", task)
+        data[task] = rs
+        same = [r for r in recipe[task] if r["seed"] in seeds]
+        rows += [gain_row(f"{task}, recipe (1.0x / 1.15x)", same), gain_row(f"{task}, 1.15x / 2.3x", rs)]
+    md = ("### Return-target multiples: the recipe's against ODT's, same seeds\n\n"
+          + markdown_table(["task, targets (eval / explore)", "seeds", "offline", "after online", "online gain",
+                            "online env steps", "per seed"], rows) + "\n")
+    return data, md
 
 
 def ablation_suite(config: Path, recipe: list[dict] | None, out: Path) -> tuple[dict, str]:
