@@ -169,7 +169,7 @@ class SampledPolicy:
 
     def __init__(self, policy: MLPPolicy):
         self.policy = policy
-        self.rng = np.random.default_rng()
+        self.seed(0)  # deterministic even if called outside run_episode
 
     def seed(self, env_seed: int) -> None:
         # Its own stream: run_episode's action noise draws from default_rng(env_seed).
