@@ -17,6 +17,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from agents.critic import Critic, td3_terms
 from agents.loss import odt_loss
 from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
 from agents.spaces import TaskInfo
@@ -39,6 +40,12 @@ class LearnerConfig:
     # Gaussian can settle on a wide, mean-zero fit of saturating (bang-bang) expert actions;
     # 1 gives the mean a squared-error gradient.
     nll_beta: float = 1.0
+    # Weight of the critic's actor term (agents/critic.py: ODT with TD3 gradients), relative to
+    # the NLL; 0 trains no critic. For data whose returns are too low for return-conditioned
+    # imitation to find better actions; TD3+BC weighs its Q term 2.5 against a squared error.
+    critic_weight: float = 0.0
+    critic_lr: float = 3e-4  # Adam learning rate of the critics
+    discount: float = 0.99  # the critics' discount factor
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
     bf16: bool = True  # bf16 autocast for forward and loss; used on CUDA only
     compile: bool = False  # torch.compile the model's forward
@@ -52,6 +59,10 @@ class LearnerConfig:
             raise ValueError(f"nll_beta must be >= 0, got {self.nll_beta}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.critic_weight < 0 or self.critic_lr <= 0:
+            raise ValueError(f"critic_weight must be >= 0 and critic_lr > 0, got {self.critic_weight}, {self.critic_lr}")
+        if not 0 <= self.discount < 1:
+            raise ValueError(f"discount must be in [0, 1), got {self.discount}")
 
 
 class _Lap:
@@ -115,6 +126,14 @@ class Learner:
         warmup = max(cfg.warmup_updates, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: min(1.0, (u + 1) / warmup))
         self._flops_per_token = torch.tensor([self.model.flops_per_token(i) for i in range(len(tasks))], dtype=torch.float64)
+        self.critic = self.target_critic = self.critic_optimizer = None
+        if cfg.critic_weight > 0:
+            self.critic = Critic(self.model).to(self.device)
+            self.target_critic = self.critic.make_target()
+            self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        # Training FLOPs per real step beyond the model's 3x forward: the critics'.
+        self._extra_flops_per_step = np.array([self.critic.flops_per_step(i) if self.critic else 0.0
+                                               for i in range(len(tasks))])
 
     def step(self, batch: Batch, tensors: dict | None = None, timings: dict[str, float] | None = None) -> dict[str, float]:
         """One update on `batch`; returns loss metrics and learner/{grad_norm, lr, update_s, flops}.
@@ -132,16 +151,31 @@ class Learner:
         lap("copy")
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
-            loss, temperature_loss, metrics = odt_loss(self._forward_model, tensors, self.cfg.nll_beta)
+            hidden = self._forward_model(
+                tensors["task"], tensors["observations"], tensors["actions"], tensors["returns_to_go"],
+                tensors["timesteps"], rows=tensors.get("rows"),
+            )  # (B, K, C)
+            loss, temperature_loss, metrics = odt_loss(self.model, tensors, self.cfg.nll_beta, hidden)
+            critic_loss = 0.0
+            if self.critic is not None:
+                actor, critic_loss, critic_metrics = td3_terms(
+                    self.model, self.critic, self.target_critic, tensors, hidden, self.cfg.critic_weight, self.cfg.discount)
+                loss = loss + actor
+                metrics.update(critic_metrics)
         lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
         self.temperature_optimizer.zero_grad(set_to_none=True)
-        # The two losses touch disjoint parameters (see odt_loss), so one backward serves both.
-        (loss + temperature_loss).backward()
+        if self.critic_optimizer is not None:
+            self.critic_optimizer.zero_grad(set_to_none=True)
+        # The losses touch disjoint parameters (see odt_loss and td3_terms), so one backward serves all.
+        (loss + temperature_loss + critic_loss).backward()
         lap("backward")
         grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip)
         self.optimizer.step()
         self.temperature_optimizer.step()
+        if self.critic is not None:
+            self.critic_optimizer.step()
+            self.critic.update_target(self.target_critic)
         self.scheduler.step()
         lap("optimizer")
         self.updates += 1
@@ -149,7 +183,8 @@ class Learner:
         metrics["learner/lr"] = lr
         metrics["learner/update_s"] = time.perf_counter() - start
         real_tokens = np.bincount(batch.task, weights=batch.mask.sum(1), minlength=len(self.tasks))  # (n_tasks,)
-        metrics["learner/flops"] = float(3.0 * (self._flops_per_token.numpy() * real_tokens).sum())
+        per_step = 3.0 * self._flops_per_token.numpy() + self._extra_flops_per_step  # (n_tasks,)
+        metrics["learner/flops"] = float((per_step * real_tokens).sum())
         return metrics
 
     def weights(self) -> dict[str, torch.Tensor]:
@@ -172,6 +207,10 @@ class Learner:
             # Plain lists and numbers, so torch.load(weights_only=True) accepts it.
             "numpy_rng": {"kind": kind, "keys": keys.tolist(), "pos": pos, "has_gauss": has_gauss, "cached_gaussian": cached},
         }
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
+            state["target_critic"] = self.target_critic.state_dict()
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -181,6 +220,12 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.temperature_optimizer.load_state_dict(state["temperature_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.critic is not None:
+            if "critic" not in state:
+                raise ValueError("this learner has a critic (critic_weight > 0) but the checkpoint has none")
+            self.critic.load_state_dict(state["critic"])
+            self.target_critic.load_state_dict(state["target_critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.updates = int(state["updates"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and self.device.type == "cuda":

@@ -19,9 +19,11 @@ from agents.model import DecisionTransformer
 
 
 def odt_loss(
-    model: DecisionTransformer, tensors: dict, nll_beta: float = 0.0
+    model: DecisionTransformer, tensors: dict, nll_beta: float = 0.0, hidden: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Returns (policy loss, temperature loss, metrics).
+
+    `hidden` (B, K, C) is the model's output on `tensors` when the caller already has it.
 
     `nll_beta` weighs the continuous-action NLL as beta-NLL, and the entropy bonus alike (see
     SquashedGaussian.weigh); 0 is ODT's plain objective. The reported nll and entropy
@@ -31,10 +33,11 @@ def odt_loss(
     log_temperature and the temperature loss has gradient ONLY into it, so the caller may
     backpropagate their sum once.
     """
-    hidden = model(
-        tensors["task"], tensors["observations"], tensors["actions"], tensors["returns_to_go"], tensors["timesteps"],
-        rows=tensors.get("rows"),
-    )  # (B, K, C)
+    if hidden is None:
+        hidden = model(
+            tensors["task"], tensors["observations"], tensors["actions"], tensors["returns_to_go"], tensors["timesteps"],
+            rows=tensors.get("rows"),
+        )  # (B, K, C)
     mask = tensors["mask"].float()  # (B, K)
     n_total = mask.sum().clamp_min(1.0)
     log_temperature = model.log_temperature

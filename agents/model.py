@@ -129,10 +129,12 @@ class VectorEncoder(nn.Module):
         self.register_buffer("obs_std", torch.ones(dim))
         self.proj = nn.Linear(dim, embed_dim)
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         # Clipped, as in PPO's observation normalization: states the data never showed stay in range.
-        z = ((obs.float() - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip)
-        return self.proj(z)  # (..., C)
+        return ((obs.float() - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip)  # (..., D)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.normalize(obs))  # (..., C)
 
 
 class ImageEncoder(nn.Module):
@@ -460,6 +462,8 @@ def batch_to_tensors(batch, device: torch.device | str, pin_memory: bool | None 
         "observations": {i: move(o) for i, o in batch.observations.items()},
         "actions": {i: move(a) for i, a in batch.actions.items()},
         "returns_to_go": move(batch.returns_to_go),
+        "rewards": move(batch.rewards),
+        "terminals": move(batch.terminals),
         "timesteps": move(batch.timesteps),
         "mask": move(batch.mask),
         "rows": {i: move(batch.rows(i)) for i in batch.observations},

@@ -61,6 +61,8 @@ class Batch:
     observations: dict[int, np.ndarray]  # task -> (B_i, K, *obs_shape)
     actions: dict[int, np.ndarray]  # task -> (B_i, K, A) float32 or (B_i, K) int64
     returns_to_go: np.ndarray  # (B, K) float32, already multiplied by the task's reward scale
+    rewards: np.ndarray  # (B, K) float32, multiplied by the task's reward scale (0 in padding)
+    terminals: np.ndarray  # (B, K) float32, 1 at the last step of an episode that ended in a terminal state
     timesteps: np.ndarray  # (B, K) int64, step index within the episode
     mask: np.ndarray  # (B, K) float32, 1 for real steps, 0 for right padding
 
@@ -149,6 +151,8 @@ def make_batch(
     B = len(order)
     task = task_of[order]
     rtg = np.zeros((B, K), dtype=np.float32)
+    rewards = np.zeros((B, K), dtype=np.float32)
+    terminals = np.zeros((B, K), dtype=np.float32)
     timesteps = np.zeros((B, K), dtype=np.int64)
     mask = np.zeros((B, K), dtype=np.float32)
     observations: dict[int, np.ndarray] = {}
@@ -171,6 +175,9 @@ def make_batch(
     else:
         rtg_real = np.concatenate([suffix_sums[k][s:e] for k, s, e in zip(order, starts, ends)])  # (N,) float64
     rtg[step_row, step_pos] = (np.repeat(scale, n) * rtg_real).astype(np.float32)
+    rewards[step_row, step_pos] = np.repeat(scale, n) * np.concatenate([ep.rewards[s:e] for ep, s, e in zip(eps, starts, ends)])
+    ended = np.array([ep.terminated for ep in eps]) & (ends == np.array([ep.length for ep in eps]))  # (B,)
+    terminals[np.flatnonzero(ended), n[ended] - 1] = 1.0
     for i in np.unique(task):
         rows = np.flatnonzero(task == i)  # contiguous, since rows are sorted by task
         lo, hi = rows[0], rows[-1] + 1
@@ -186,4 +193,5 @@ def make_batch(
         act[r, p] = np.concatenate([ep.actions[s:e] for ep, s, e in windows])
         observations[int(i)] = obs
         actions[int(i)] = act
-    return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, timesteps=timesteps, mask=mask)
+    return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, rewards=rewards,
+                 terminals=terminals, timesteps=timesteps, mask=mask)

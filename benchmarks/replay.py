@@ -132,6 +132,8 @@ def make_batch_per_window(episodes, starts, context_len: int, tasks) -> Batch:
     B = len(order)
     task = task_of[order]
     rtg = np.zeros((B, K), dtype=np.float32)
+    rewards = np.zeros((B, K), dtype=np.float32)
+    terminals = np.zeros((B, K), dtype=np.float32)
     timesteps = np.zeros((B, K), dtype=np.int64)
     mask = np.zeros((B, K), dtype=np.float32)
     observations, actions = {}, {}
@@ -154,9 +156,12 @@ def make_batch_per_window(episodes, starts, context_len: int, tasks) -> Batch:
         observations[i][r, :n] = ep.observations[s:e]
         actions[i][r, :n] = ep.actions[s:e]
         rtg[b, :n] = returns_to_go(ep.rewards[s:], tasks[i].reward_scale)[:n]
+        rewards[b, :n] = tasks[i].reward_scale * ep.rewards[s:e]
+        terminals[b, n - 1] = float(ep.terminated and e == ep.length)
         timesteps[b, :n] = np.arange(s, e)
         mask[b, :n] = 1.0
-    return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, timesteps=timesteps, mask=mask)
+    return Batch(task=task, observations=observations, actions=actions, returns_to_go=rtg, rewards=rewards,
+                 terminals=terminals, timesteps=timesteps, mask=mask)
 
 
 def _batch_construction(store: ReplayStore, rounds: int) -> dict[str, list[float]]:

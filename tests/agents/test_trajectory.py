@@ -58,6 +58,10 @@ def test_make_batch_padding_scaling_and_sorting():
     np.testing.assert_array_equal(obs_a[1], ep_a.observations[:4])
     assert batch.actions[0].shape == (2, 4, 1) and batch.actions[0].dtype == np.float32
     np.testing.assert_array_equal(batch.actions[0][0, :2, 0], ep_a.actions[3:, 0])
+    # Rewards scaled like the returns-to-go; a terminal flag only where a window reaches the end of
+    # an episode that terminated (row 0), not where it stops short (row 1) or the episode was truncated (row 2).
+    np.testing.assert_allclose(batch.rewards, [[0.4, 0.5, 0, 0], [0.1, 0.2, 0.3, 0.4], [0, 2.0, 0, 0]], rtol=1e-6)
+    np.testing.assert_array_equal(batch.terminals, [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(batch.observations[1], [[1, 2, 0, 0]])
     np.testing.assert_array_equal(batch.actions[1], [[0, 1, 0, 0]])
     assert batch.actions[1].dtype == np.int64
