@@ -236,6 +236,13 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
                         "total_flops_mean": float(np.mean([r["cost"]["learner_flops"] for r in recs])),
                         "total_seconds_mean": float(np.mean([r["cost"]["total_seconds"] for r in recs])),
                         "env_steps_mean": float(np.mean([r["cost"]["env_steps"] for r in recs]))}
+            # The best the arm's IQM reached mid-run, and how much of it the final evaluation kept.
+            curve = agg[arm]["flops"]
+            if curve["iqm"]:
+                k = int(np.argmax(curve["iqm"]))
+                peak = curve["iqm"][k]
+                agg[arm].update(peak_iqm=peak, peak_flops=curve["x"][k],
+                                final_to_peak=agg[arm]["final_iqm"] / peak if peak > 0 else None)
     points = {}
     for arm in SINGLE_POINT_ARMS:
         recs = records.get(arm, [])
@@ -314,6 +321,11 @@ def _findings(spec: CompareSpec, agg: dict, points: dict, gains: dict, frontiers
         lines.append(f"The generalist {verdict} the specialist at equal learner FLOPs ({g['final_iqm']:.2f} vs "
                      f"{s['final_iqm']:.2f})" + ("; the 95% CIs overlap, so with these seeds the difference is not "
                                                  "resolved." if overlap else "; the 95% CIs do not overlap."))
+    kept = [a for a in agg if agg[a].get("final_to_peak") is not None]
+    if kept:
+        lines.append("Final IQM over the run's peak IQM (1 = the online phase kept the best it reached): " + ", ".join(
+            f"{a} {agg[a]['final_to_peak']:.2f} (peak {agg[a]['peak_iqm']:.2f} at {agg[a]['peak_flops']:.2g} FLOPs)"
+            for a in kept) + ".")
     losers = [a for a in agg if "generalist" in agg and agg[a]["final_iqm"] > agg["generalist"]["final_iqm"]]
     if losers:
         lines.append("Where the generalist loses: at the budget, " + ", ".join(losers) + " end higher than it.")
@@ -360,15 +372,19 @@ def _markdown(spec, results, agg, points, reach, gains, matrix_tasks, frontiers)
            "## Findings", ""]
     md += [f"- {line}" for line in _findings(spec, agg, points, gains, frontiers)]
     md += ["", "## Score at the budget", "",
-           "| arm | seeds | final score per seed | IQM [95% CI] | learner FLOPs | total CPU/device-s | env steps |",
-           "|---|---|---|---|---|---|---|"]
+           "| arm | seeds | final score per seed | IQM [95% CI] | peak IQM (FLOPs) | final/peak | learner FLOPs | "
+           "total CPU/device-s | env steps |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for arm, a in agg.items():
+        peak = f"{a['peak_iqm']:.2f} ({a['peak_flops']:.2g})" if "peak_iqm" in a else ""
+        ratio = f"{a['final_to_peak']:.2f}" if a.get("final_to_peak") is not None else "-"
         md.append(f"| {arm} | {len(a['seeds'])} | {', '.join(f'{s:.2f}' for s in a['final_scores'])} | "
-                  f"{a['final_iqm']:.2f} [{a['final_ci'][0]:.2f}, {a['final_ci'][1]:.2f}] | {a['total_flops_mean']:.3g} | "
+                  f"{a['final_iqm']:.2f} [{a['final_ci'][0]:.2f}, {a['final_ci'][1]:.2f}] | {peak} | "
+                  f"{ratio} | {a['total_flops_mean']:.3g} | "
                   f"{a['total_seconds_mean']:.0f} | {a['env_steps_mean']:.0f} |")
     for arm, p in points.items():
         md.append(f"| {arm} | {len(p['seeds'])} | {', '.join(f'{s:.2f}' for s in p['scores'])} | {p['iqm']:.2f} "
-                  f"[{p['lo']:.2f}, {p['hi']:.2f}] | {p['flops']:.3g} | {p['seconds']:.0f} | |")
+                  f"[{p['lo']:.2f}, {p['hi']:.2f}] | | | {p['flops']:.3g} | {p['seconds']:.0f} | |")
     md += ["", "Cost breakdown (means over seeds):", "",
            "| arm | learner FLOPs | of which before T | learner device-s | actor CPU-s | expert data CPU-s | "
            "expert training CPU-s | env steps by source |", "|---|---|---|---|---|---|---|---|"]

@@ -335,6 +335,10 @@ def test_report_files_and_numbers(done_compare):
     assert len(results["transfer_matrix"]) == 6
     scratch = json.loads((out / "seed0/arm/scratch/summary.json").read_text())
     assert results["aggregate"]["scratch"]["final_scores"] == [scratch["tasks"]["Pendulum-v1"]["normalized_score"]]
+    for a in results["aggregate"].values():  # the peak is the best point of the arm's IQM curve
+        assert a["peak_iqm"] == max(a["flops"]["iqm"]) and a["peak_flops"] in a["flops"]["x"]
+        assert a["final_to_peak"] is None or a["final_to_peak"] == pytest.approx(a["final_iqm"] / a["peak_iqm"])
+    assert "final/peak" in (out / "report.md").read_text()
     for run in ("seed0/arm/generalist", "seed0/matrix/CartPole-v1--Pendulum-v1"):
         assert any((out / run / "tb").iterdir())  # TensorBoard for every run
 
