@@ -3,6 +3,7 @@ init_from / freeze_trunk, resuming, the Ray executor and the report."""
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -12,8 +13,8 @@ import yaml
 from agents.model import DecisionTransformer, ModelConfig
 from distributed import config as config_mod
 from distributed.cli import main
-from distributed.compare import (Arm, Job, Plan, execute, job_done, make_plan, run_job, same_spaces, select_closest,
-                                 spec_from_dict)
+from distributed.compare import (Arm, Job, Plan, execute, job_done, load_spec, make_plan, run_job, same_spaces,
+                                 select_closest, spec_from_dict)
 from distributed.compare_report import arm_offset, arm_record, expert_cost, write_report
 from distributed.driver import SerialRunner, freeze_trunk, init_weights_from
 from envs.datasets import read_dataset_info
@@ -354,3 +355,11 @@ def test_ray_executor_runs_jobs_as_tasks(tmp_path):
     finally:
         ray.shutdown()
     assert all(job_done(tmp_path, j) for j in plan.jobs)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs" / "compare").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_committed_compare_specs_load_and_plan(path, tmp_path):
+    spec = load_spec(path)
+    plan = make_plan(spec, tmp_path)
+    assert {a.name for a in plan.arms} >= {"scratch", "specialist", "related", "generalist"}
