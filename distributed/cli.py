@@ -119,6 +119,9 @@ def _print_summary(summary: dict) -> None:
     print(f"status {summary['status']}  updates {summary['learner_updates']}  env steps {summary['env_steps']}  "
           f"wall {summary['wall_s']:.0f}s")
     for task, t in summary["tasks"].items():
+        if t["eval_return_mean"] is None:
+            print(f"  {task:28s} not evaluated (stopped before its first evaluation)")
+            continue
         print(f"  {task:28s} return {t['eval_return_mean']:9.1f} ± {t['eval_return_std']:7.1f}  "
               f"normalized {t['normalized_score']:.2f}")
 

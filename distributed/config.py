@@ -233,9 +233,14 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
     if not path.is_file():
         raise ValueError(f"{what} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ValueError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{what} {where}: not valid YAML: {problem}") from None
+    if data is None:  # an empty file would otherwise mean "every default", silently
+        raise ValueError(f"{what} {path} is empty (write {{}} to mean every default)")
     if not isinstance(data, dict):
         raise ValueError(f"{what} {path} must hold a mapping at the top level")
     return data

@@ -131,12 +131,12 @@ class Monitor:
             rnd, exp = self.references[task]
             ev = s["eval_return_mean"]
             tasks[task] = {
-                "eval_return_mean": ev if ev is not None else 0.0,
+                "eval_return_mean": ev,  # None (null) until the run's first evaluation
                 "eval_return_std": s["eval_return_std"],
                 "eval_episodes": s["eval_episodes"],
                 "random_return": rnd,
                 "expert_return": exp,
-                "normalized_score": normalized_score(ev, rnd, exp) if ev is not None else 0.0,
+                "normalized_score": normalized_score(ev, rnd, exp) if ev is not None else None,
             }
         data = {
             "status": status,

@@ -69,7 +69,8 @@ def get_task(name: str) -> TaskSpec:
     """The task called `name` (KeyError listing the known names if there is none)."""
     tasks = all_tasks()
     if name not in tasks:
-        raise KeyError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))})")
+        broken = "".join(f"; plugin {p!r} failed to load: {e}" for p, e in sorted(_plugin_errors.items()))
+        raise KeyError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}){broken}")
     return tasks[name]
 
 

@@ -225,15 +225,25 @@ class RLExpert(PolicyExpert):
         super().__init__(spec, controller, "rl", policy.card["id"] + ("-sampled" if sample else ""), noise=noise)
 
 
-def zoo_cards(zoo_dir: str | Path | None = None) -> list[dict]:
-    """Every card in the zoo, sorted by (task, id), each with "path" (its weights file) added."""
+def zoo_cards(zoo_dir: str | Path | None = None, errors: dict[str, str] | None = None) -> list[dict]:
+    """Every card in the zoo, sorted by (task, id), each with "path" (its weights file) added.
+
+    A bad card (unreadable, or its weights missing) raises ValueError, unless `errors` is given:
+    then it is skipped and recorded there, card path -> message (task discovery must not fail
+    for every task because of one card)."""
     zoo = Path(zoo_dir) if zoo_dir is not None else ZOO_DIR
     cards = []
     for card_path in sorted(zoo.glob("*.json")):
-        card = read_card(card_path)
-        weights = policy_paths(card_path)[0]
-        if not weights.is_file():
-            raise ValueError(f"{weights}: policy weights not found (card {card_path})")
+        try:
+            card = read_card(card_path)
+            weights = policy_paths(card_path)[0]
+            if not weights.is_file():
+                raise ValueError(f"{weights}: policy weights not found (card {card_path})")
+        except ValueError as e:
+            if errors is None:
+                raise
+            errors[str(card_path)] = str(e)
+            continue
         cards.append({**card, "path": str(weights)})
     return sorted(cards, key=lambda c: (c["task"], c["id"]))
 

@@ -51,6 +51,18 @@ def test_missing_and_malformed_files(tmp_path):
         config.load(write(tmp_path, "tasks: [a\n"))
 
 
+def test_yaml_errors_give_line_and_column(tmp_path):
+    path = write(tmp_path, "tasks: [CartPole-v1]\ntrain:\n  batch_size: 64\n   pretrain_updates: 5\n")
+    with pytest.raises(ValueError, match=r"c.yaml:4:\d+: not valid YAML"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_empty_config_file_is_an_error_not_every_default(tmp_path, text):
+    with pytest.raises(ValueError, match="is empty"):
+        config.load(write(tmp_path, text))
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
                          + sorted((Path(__file__).resolve().parents[2] / "configs" / "bench").glob("*.yaml")),
                          ids=lambda p: p.name)

@@ -71,5 +71,7 @@ def test_broken_plugins_reported_builtins_still_load(tmp_path, monkeypatch, fres
     for name in BUILTIN:
         assert name in tasks
     assert tasks["CartPole-v1"].suite == "classic"  # the clash did not replace the built-in
+    with pytest.raises(KeyError, match="plugin 'broken_plugin' failed to load: RuntimeError: boom at import"):
+        registry.get_task("PluginTask-v0")  # a user asking for a broken plugin's task learns why
     monkeypatch.delitem(sys.modules, "clash_pkg_mod", raising=False)
     monkeypatch.delitem(sys.modules, "junk_pkg_mod", raising=False)

@@ -137,6 +137,21 @@ def test_zoo_listing_and_lookup(tmp_path):
         zoo_cards(tmp_path)
 
 
+def test_a_corrupt_zoo_card_is_skipped_by_discovery_not_fatal(tmp_path, monkeypatch):
+    from envs.experts import rl
+    from envs.suites import mujoco
+
+    write(tmp_path, name="good")
+    (tmp_path / "bad.json").write_text("{not json")
+    errors = {}
+    assert [c["id"] for c in zoo_cards(tmp_path, errors=errors)] == ["good"]
+    assert list(errors) == [str(tmp_path / "bad.json")] and "corrupt" in errors[str(tmp_path / "bad.json")]
+    monkeypatch.setattr(rl, "ZOO_DIR", tmp_path)
+    with pytest.warns(UserWarning, match="zoo card skipped"):
+        names = [t.name for t in mujoco.tasks()]
+    assert "Hopper-v5" in names and "InvertedPendulum-v5" in names
+
+
 def test_committed_zoo_entries_load_and_match_their_cards():
     cards = zoo_cards()
     assert cards, "the committed zoo (envs/zoo) is empty"
