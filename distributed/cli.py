@@ -90,6 +90,17 @@ def _load_config(args):
             get_task(name)
         except KeyError as e:
             _fail(e.args[0])
+    if not args.resume:  # expert settings are checked before any work or run directory exists
+        from envs.experts.base import make_expert
+
+        for name in cfg.tasks:
+            kind = cfg.experts.sources.get(name, cfg.experts.source)
+            try:
+                make_expert(get_task(name), kind)
+            except KeyError as e:
+                _fail(f"experts for {name}: {e.args[0]}")
+            except ValueError as e:
+                _fail(f"experts for {name}: {e}")
     return cfg, run_dir
 
 

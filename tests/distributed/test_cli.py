@@ -25,6 +25,10 @@ def cfg_file(tmp_path):
      "unknown config key 'train.batchsize'"),
     (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "train.batch_size=-1"], "'train.batch_size' must be > 0"),
     (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "seed=abc"], "'seed' must be int"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "experts.source=bogus"],
+     "experts for CartPole-v1: task 'CartPole-v1' has no expert of kind 'bogus'"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "experts.source=dataset:{dir}/no-such-data"],
+     "experts for CartPole-v1:"),
     (["train", "--resume", "{dir}"], "not a run directory"),
     (["eval", "{dir}"], "not a run directory"),
 ])
