@@ -4,10 +4,13 @@ Suites:
 - quick: configs/quick.yaml (classic control, MuJoCo, Atari from scripted experts), seed 0
   only (QUICK_SEEDS: each seed is a ~6-minute run on 2 idle cores, far more on a shared machine).
 - medium: configs/bench/mujoco-medium.yaml, one run per task of MEDIUM_TASKS whose zoo has a
-  medium policy, seeds 0..2: offline pretraining on the medium policy's episodes (sampled
-  actions), then online fine-tuning. The online gain is the final evaluation minus the one when
-  pretraining ended, in D4RL points (the ODT paper's unit; frontier's normalized x100 for tasks
-  D4RL lacks). Then the ablation: each ingredient of the recipe undone alone, same seeds.
+  medium policy, seeds 0..2 (MEDIUM_SEEDS where more): offline pretraining on the medium policy's
+  episodes (sampled actions), then online fine-tuning. The online gain is the final evaluation
+  minus the one when pretraining ended, in D4RL points (the ODT paper's unit; frontier's
+  normalized x100 for tasks D4RL lacks). Then every task with the other pair of return-target
+  multiples, and the ablation: each ingredient of the recipe changed alone, same seeds.
+- low: the same recipe from `filtered` random attempts (low returns), without and with the
+  RL-gradient option (learner.critic_weight), same seeds.
 
 Each run is a normal serial run directory under runs/bench/learning/ (ignored by git); a finished
 run (summary.json "finished") is read, not rerun, and an interrupted one resumes from its last
@@ -29,24 +32,29 @@ RUNS_DIR = ROOT / "runs" / "bench" / "learning"
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
 MEDIUM_TASKS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "InvertedPendulum-v5")
-# ODT's return-target multiples (3600 and 7200 over hopper-medium's best of about 3200).
-ODT_TARGET_SCALES = ["train.eval_target_scale=1.15", "train.explore_target_scale=2.3"]
-# Runs with ODT_TARGET_SCALES besides the ablation task's: {task: seeds}, the seeds the bench
-# recipe had before it moved to 1.0x / 1.15x after these collapsed or dipped late.
-ODT_SCALE_RUNS = {"InvertedPendulum-v5": (1, 2), "Walker2d-v5": (0,)}
-# One ingredient of configs/bench/mujoco-medium.yaml undone at a time: name -> (what, overrides).
+# Seeds per task where more than SEEDS were run: the cheap task's 3-seed interval was too wide to
+# tell its gain from 0 (every seed gained), so it got two more seeds; all five are reported.
+MEDIUM_SEEDS = {"InvertedPendulum-v5": (0, 1, 2, 3, 4)}
+# The other pair of return-target multiples (eval, explore), run on every task beside the recipe's.
+ALT_TARGET_SCALES = {(1.0, 1.15): (1.15, 2.3), (1.15, 2.3): (1.0, 1.15)}
+# One ingredient of configs/bench/mujoco-medium.yaml undone (or added) at a time: name -> (what, overrides).
 ABLATION_TASK = "Hopper-v5"
 ABLATIONS = {
     "reserve eviction": ("offline half kept for the whole run, online FIFO (the old default)",
                          ["replay.eviction=reserve", "replay.offline_share=0.5"]),
-    "top-2.3x": ("targets at ODT's multiples of the top tenth: 1.15x (eval), 2.3x (explore)", ODT_TARGET_SCALES),
     "best-ever targets": ("return targets relative to the best return ever stored (`data`)", ["train.return_targets=data"]),
     "temperature lr 1e-4": ("ODT's temperature learning rate", ["learner.temperature_lr=0.0001"]),
     "previous recipe": ("the previous bench recipe: reserve eviction, best-ever targets at 1.15x/2.3x, "
                         "temperature lr 1e-4",
                         ["replay.eviction=reserve", "train.return_targets=data", "learner.temperature_lr=0.0001",
                          "train.eval_target_scale=1.15", "train.explore_target_scale=2.3"]),
+    "critic": ("plus the RL-gradient option (`learner.critic_weight=2.5`)", ["learner.critic_weight=2.5"]),
 }
+# Low-return data: the recipe from `filtered` random attempts (the top 10% of uniform-random
+# episodes), without and with the RL-gradient option.
+LOW_TASKS = ("InvertedPendulum-v5", "Hopper-v5")
+LOW_DATA = ["experts.source=filtered"]
+CRITIC = ["learner.critic_weight=2.5"]
 # D4RL reference returns (random, expert) used by the ODT paper's normalized scores (x100).
 D4RL_REFERENCE = {"Hopper-v5": (-20.272305, 3234.3), "HalfCheetah-v5": (-280.178953, 12135.0),
                   "Walker2d-v5": (1.629008, 4592.3)}
@@ -160,30 +168,32 @@ def online_curve(c: dict, offline_index: int) -> dict[str, np.ndarray]:
             "score": np.asarray(c["score"][i:], float)}
 
 
-def plot_online(curves: dict[str, list[dict]], offline: dict[str, float], x: str, path: Path, title: str) -> None:
-    """One panel per task: the mean score across seeds with its 95% band, against online env steps
-    (or seconds) from the end of pretraining; the offline score as a dashed line."""
+def plot_online(curves: dict[str, dict[str, list[dict]]], offline: dict[str, float], x: str, path: Path,
+                title: str) -> None:
+    """One panel per task: for each variant, the mean score across seeds with its 95% band, against
+    online env steps (or seconds) from the end of pretraining; the offline score as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.0 * len(curves), 3.4), dpi=110, squeeze=False)
-    for ax, (task, runs) in zip(axes[0], curves.items()):
-        n = min(len(r["score"]) for r in runs)  # the same evaluation schedule in every seed
-        xs = np.mean([r[x][:n] for r in runs], axis=0)
-        ys = np.array([r["score"][:n] for r in runs])  # (seeds, n)
-        mean = ys.mean(0)
-        half = np.array([mean_ci(list(col))[1] for col in ys.T])
-        ax.plot(xs, mean, marker="o", ms=3, color="C0", label=f"online fine-tuning ({len(runs)} seeds)")
-        ax.fill_between(xs, mean - half, mean + half, color="C0", alpha=0.2, label="95% interval")
+    for ax, (task, variants) in zip(axes[0], curves.items()):
+        for k, (label, runs) in enumerate(variants.items()):
+            n = min(len(r["score"]) for r in runs)  # the same evaluation schedule in every seed
+            xs = np.mean([r[x][:n] for r in runs], axis=0)
+            ys = np.array([r["score"][:n] for r in runs])  # (seeds, n)
+            mean = ys.mean(0)
+            half = np.array([mean_ci(list(col))[1] for col in ys.T])
+            ax.plot(xs, mean, marker="o", ms=3, color=f"C{k}", label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(xs, mean - half, mean + half, color=f"C{k}", alpha=0.2)
         ax.axhline(offline[task], color="k", ls="--", lw=1, label="offline (end of pretraining)")
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("online env steps" if x == "env_steps" else "online wall time (s)")
         ax.set_ylabel("D4RL score" if task in D4RL_REFERENCE else "normalized score x 100")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title + " (bands: 95% Student-t intervals across seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -227,6 +237,10 @@ def gain_row(name: str, rs: list[dict]) -> list:
             ", ".join(f"{o:.1f} -> {f:.1f}" for o, f in zip(off, fin))]
 
 
+def scales_label(scales: tuple[float, float]) -> str:
+    return f"{scales[0]:g}x / {scales[1]:g}x"
+
+
 def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
     from envs.registry import get_task
 
@@ -240,9 +254,10 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
     config = ROOT / "configs" / "bench" / "mujoco-medium.yaml"
     base = config_mod.load(config)
     results: dict[str, list[dict]] = {}
-    curves: dict[str, list[dict]] = {}
+    curves: dict[str, dict[str, list[dict]]] = {}
     for task in tasks:
-        results[task], curves[task] = medium_runs(config, task, SEEDS, [], RUNS_DIR / "medium", task)
+        results[task], runs = medium_runs(config, task, MEDIUM_SEEDS.get(task, SEEDS), [], RUNS_DIR / "medium", task)
+        curves[task] = {"online fine-tuning": runs}
     offline = {task: float(np.mean([r["offline_score"] for r in rs])) for task, rs in results.items()}
     plot_online(curves, offline, "env_steps", out / "learning_medium_steps.png",
                 "from medium data: online fine-tuning against online env steps")
@@ -253,15 +268,17 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
         paper = ODT_PAPER.get(task)
         rows.append([*gain_row(task, rs),
                      f"{paper[0]} -> {paper[1]} ({paper[1] - paper[0]:+.1f}) after 200k" if paper else "-"])
+    recipe_scales = (base.train.eval_target_scale, base.train.explore_target_scale)
+    scales, scales_md = scales_suite(config, results, recipe_scales)
     ablation, ablation_md = ablation_suite(config, results.get(ABLATION_TASK), out)
-    scales, scales_md = odt_scales_suite(config, results)
     md = ("## From medium data (configs/bench/mujoco-medium.yaml)\n\n"
           f"Offline pretraining ({base.train.pretrain_updates} updates at batch {base.train.batch_size}) on "
           f"{base.experts.episodes} episodes of the zoo medium policy with sampled actions (`{base.experts.source}`), "
           f"then online fine-tuning: {base.train.online_updates} updates, {base.train.explore_steps_per_round} "
           f"exploration env steps per {base.train.updates_per_round} updates; replay eviction "
           f"`{base.replay.eviction}` (capacity {base.replay.capacity:,} steps), return targets "
-          f"`{base.train.return_targets}`, temperature learning rate {base.learner.temperature_lr:g}; model "
+          f"`{base.train.return_targets}` at {scales_label(recipe_scales)} (evaluation / exploration), temperature "
+          f"learning rate {base.learner.temperature_lr:g}; model "
           f"{base.model.embed_dim}/{base.model.n_layers}/{base.model.n_heads} (width/layers/heads), K="
           f"{base.model.context_len}. Scores: D4RL-normalized (x100, D4RL reference returns) for the locomotion "
           "tasks, frontier's normalized score x100 for InvertedPendulum; offline = the evaluation when "
@@ -271,29 +288,34 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
           "thread, OMP_NUM_THREADS=1) with one other run on the machine's second core:\n\n"
           + markdown_table(["task", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "ODT paper (D4RL medium)"], rows)
-          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + ablation_md + "\n" + scales_md)
-    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results, "odt_target_scales": scales,
-            "curves": {t: [{k: v.tolist() for k, v in c.items()} for c in cs] for t, cs in curves.items()},
+          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + scales_md + "\n" + ablation_md)
+    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results, "target_scales": scales,
+            "curves": {t: [{k: v.tolist() for k, v in c.items()} for c in cs["online fine-tuning"]]
+                       for t, cs in curves.items()},
             "ablation": ablation}, md
 
 
-def odt_scales_suite(config: Path, recipe: dict[str, list[dict]]) -> tuple[dict, str]:
-    """The recipe against the same with ODT's target multiples, for the runs of ODT_SCALE_RUNS (the
-    ablation task's are the ablation's "top-2.3x"), each beside the recipe's runs of the same seeds."""
-    rows, data = [], {}
-    for task, seeds in ODT_SCALE_RUNS.items():
-        rs, _ = medium_runs(config, task, seeds, ODT_TARGET_SCALES, RUNS_DIR / "odt-scales", task)
-        data[task] = rs
-        same = [r for r in recipe[task] if r["seed"] in seeds]
-        rows += [gain_row(f"{task}, recipe (1.0x / 1.15x)", same), gain_row(f"{task}, 1.15x / 2.3x", rs)]
-    md = ("### Return-target multiples: the recipe's against ODT's, same seeds\n\n"
-          + markdown_table(["task, targets (eval / explore)", "seeds", "offline", "after online", "online gain",
+def scales_suite(config: Path, recipe: dict[str, list[dict]], recipe_scales: tuple[float, float]
+                 ) -> tuple[dict, str]:
+    """Every task of the table again with the other pair of return-target multiples, same seeds."""
+    alt = ALT_TARGET_SCALES[recipe_scales]
+    overrides = [f"train.eval_target_scale={alt[0]:g}", f"train.explore_target_scale={alt[1]:g}"]
+    rows, data = [], {"recipe": list(recipe_scales), "other": list(alt), "results": {}}
+    for task, rs in recipe.items():
+        other, _ = medium_runs(config, task, [r["seed"] for r in rs], overrides,
+                               RUNS_DIR / f"scales-{alt[0]:g}-{alt[1]:g}", task)
+        data["results"][task] = other
+        rows += [gain_row(f"{task}, {scales_label(recipe_scales)} (recipe)", rs),
+                 gain_row(f"{task}, {scales_label(alt)}", other)]
+    md = ("### Return-target multiples (evaluation / exploration, of the top tenth's distance from the random "
+          "return): the recipe's against the other pair, same seeds\n\n"
+          + markdown_table(["task, multiples", "seeds", "offline", "after online", "online gain",
                             "online env steps", "per seed"], rows) + "\n")
     return data, md
 
 
 def ablation_suite(config: Path, recipe: list[dict] | None, out: Path) -> tuple[dict, str]:
-    """Each ingredient of the recipe undone alone, on ABLATION_TASK with the same seeds."""
+    """Each ingredient of the recipe undone (or added) alone, on ABLATION_TASK with the same seeds."""
     rows = [gain_row("recipe (configs/bench/mujoco-medium.yaml)", recipe)] if recipe else []
     data = {"task": ABLATION_TASK, "recipe": recipe, "variants": {}}
     for name, (what, overrides) in ABLATIONS.items():
@@ -301,9 +323,41 @@ def ablation_suite(config: Path, recipe: list[dict] | None, out: Path) -> tuple[
                             name.replace(" ", "-"))
         data["variants"][name] = {"what": what, "overrides": overrides, "results": rs}
         rows.append([*gain_row(name, rs), what])
-    md = (f"### Ablation on {ABLATION_TASK}: one ingredient of the recipe undone at a time, same seeds\n\n"
+    md = (f"### Ablation on {ABLATION_TASK}: one ingredient of the recipe changed at a time, same seeds\n\n"
           + markdown_table(["variant", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "change"], rows) + "\n")
+    return data, md
+
+
+def low_suite(quick: bool, out: Path) -> tuple[dict, str]:
+    """The recipe from low-return data (LOW_DATA), without and with the critic, same seeds."""
+    if quick:
+        return {"skipped": "quick mode"}, "## From low-return data\n\nNot run: --quick.\n"
+    config = ROOT / "configs" / "bench" / "mujoco-medium.yaml"
+    rows, data = [], {}
+    curves: dict[str, dict[str, list[dict]]] = {}
+    for task in LOW_TASKS:
+        plain, plain_c = medium_runs(config, task, SEEDS, LOW_DATA, RUNS_DIR / "low", task)
+        critic, critic_c = medium_runs(config, task, SEEDS, [*LOW_DATA, *CRITIC], RUNS_DIR / "low-critic", task)
+        diff = mean_ci([c["final_score"] - p["final_score"] for p, c in zip(plain, critic)])
+        steps = [(p["online_env_steps"], c["online_env_steps"]) for p, c in zip(plain, critic)]
+        data[task] = {"plain": plain, "critic": critic, "critic_minus_plain": diff}
+        rows += [[*gain_row(f"{task}, ODT", plain), ""],
+                 [*gain_row(f"{task}, ODT + critic", critic), f"{diff[0]:+.1f} ± {diff[1]:.1f}"]]
+        curves[task] = {"ODT": plain_c, "ODT + critic": critic_c}
+        data[task]["online_env_steps"] = steps
+    offline = {t: float(np.mean([r["offline_score"] for r in d["plain"]])) for t, d in data.items()}
+    plot_online(curves, offline, "env_steps", out / "learning_low_steps.png",
+                "from filtered random attempts: ODT with and without the critic")
+    md = ("## From low-return data: the RL-gradient option\n\n"
+          "The recipe of configs/bench/mujoco-medium.yaml, seeded with `filtered` random attempts (the top 10% of "
+          "uniform-random episodes) instead of medium data, without and with `learner.critic_weight=2.5` (TD3 "
+          "critics whose actor term is added to the ODT loss, agents/critic.py); same seeds, same updates and "
+          "exploration steps per update, so each pair has the same online env-step budget. "
+          "\"critic - ODT\" is the final score's difference, paired by seed (mean ± 95% Student-t interval):\n\n"
+          + markdown_table(["task, variant", "seeds", "offline", "after online", "online gain", "online env steps",
+                            "per seed", "critic - ODT (final)"], rows)
+          + "\n\n![](learning_low_steps.png)\n")
     return data, md
 
 
@@ -312,7 +366,8 @@ def run(quick: bool, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     quick_data, quick_md = quick_suite(quick, out)
     medium_data, medium_md = medium_suite(quick, out)
-    print(quick_md, medium_md, sep="\n", flush=True)
-    return write_results(out, "learning", {"quick": quick_data, "medium": medium_data},
+    low_data, low_md = low_suite(quick, out)
+    print(quick_md, medium_md, low_md, sep="\n", flush=True)
+    return write_results(out, "learning", {"quick": quick_data, "medium": medium_data, "low": low_data},
                          "Commands: `frontier bench learning` (runs under runs/bench/learning/, resumable).\n\n"
-                         + quick_md + "\n" + medium_md)
+                         + quick_md + "\n" + medium_md + "\n" + low_md)
