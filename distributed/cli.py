@@ -123,11 +123,14 @@ def cmd_train(args) -> int:
         runner = RayRunner(cfg, run_dir, resume=bool(args.resume), address=args.address or os.environ.get("RAY_ADDRESS"))
     summary = runner.run()
     _print_summary(summary)
-    return 0 if summary["status"] == "finished" else 1
+    from distributed.driver import EXIT_CODES
+
+    return EXIT_CODES.get(summary.get("stop_reason") or summary["status"], 1)
 
 
 def _print_summary(summary: dict) -> None:
-    print(f"status {summary['status']}  updates {summary['learner_updates']}  env steps {summary['env_steps']}  "
+    reason = f" ({summary['stop_reason']})" if summary.get("stop_reason") else ""
+    print(f"status {summary['status']}{reason}  updates {summary['learner_updates']}  env steps {summary['env_steps']}  "
           f"wall {summary['wall_s']:.0f}s")
     for task, t in summary["tasks"].items():
         if t["eval_return_mean"] is None:

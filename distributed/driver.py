@@ -15,9 +15,13 @@ Run directory:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,9 +47,51 @@ def resolve_tasks(names: list[str]):
     return [get_task(n) for n in names]
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*"))
-    return ckpts[-1] if ckpts else None
+# run_state.json key of a checkpoint's manifest: {file name: {"bytes": size, "sha256": hex digest}}.
+MANIFEST_KEY = "files"
+
+
+def file_digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why the checkpoint directory `ckpt` cannot be resumed from; None if it is intact (every file
+    of its manifest present with the size and hash it was written with)."""
+    try:
+        state = json.loads((ckpt / "run_state.json").read_text())
+        manifest = state[MANIFEST_KEY] if MANIFEST_KEY in state else None
+    except (OSError, ValueError, TypeError) as e:
+        return f"run_state.json unreadable ({type(e).__name__})"
+    if manifest is None:  # written before checkpoints carried a manifest: the files must exist
+        names = ("model.safetensors", "learner_state.pt")
+        missing = [n for n in names if not (ckpt / n).is_file()]
+        return f"{missing[0]} missing" if missing else None
+    for name, want in manifest.items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} missing"
+        if path.stat().st_size != want["bytes"]:
+            return f"{name} has {path.stat().st_size} bytes, {want['bytes']} when written"
+        if file_digest(path)["sha256"] != want["sha256"]:
+            return f"{name} does not match the hash it was written with"
+    return None
+
+
+def latest_checkpoint(run_dir: Path, skipped: list[tuple[Path, str]] | None = None) -> Path | None:
+    """The newest intact checkpoint of `run_dir`; each newer one that is not intact is appended to
+    `skipped` as (directory, why)."""
+    for ckpt in sorted((Path(run_dir) / "checkpoints").glob("ckpt-*"), reverse=True):
+        why = checkpoint_problem(ckpt)
+        if why is None:
+            return ckpt
+        if skipped is not None:
+            skipped.append((ckpt, why))
+    return None
 
 
 # Expert data can be nearly constant in some dimensions (an LQR-held pendulum, RAM bytes
@@ -174,6 +220,19 @@ class RunState:
         return s
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (what timeout, kill, Kubernetes, Slurm and `ray job stop` send). A
+    BaseException, like KeyboardInterrupt, so that fault handlers for Exception let it through."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+# Exit status of `frontier train` by how the run ended (documented in the README).
+EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 130, "terminated": 143}
+
+
 class Runner:
     """What every runner shares: the run directory, counters, checkpoints, monitoring, summary.json.
 
@@ -192,9 +251,14 @@ class Runner:
         self.specs = resolve_tasks(cfg.tasks)
         self.infos = [s.info() for s in self.specs]
         self.state = RunState()
-        self.resume_from = latest_checkpoint(self.run_dir) if resume else None
+        skipped: list[tuple[Path, str]] = []
+        self.resume_from = latest_checkpoint(self.run_dir, skipped) if resume else None
+        for ckpt, why in skipped:
+            print(f"resume: skipping checkpoint {ckpt.name}: {why}", file=sys.stderr, flush=True)
         if self.resume_from is not None:
-            self.state = RunState.from_dict(json.loads((self.resume_from / "run_state.json").read_text()))
+            saved = json.loads((self.resume_from / "run_state.json").read_text())
+            saved.pop(MANIFEST_KEY, None)
+            self.state = RunState.from_dict(saved)
         if not resume:
             config_mod.save(cfg, self.run_dir / "config.yaml")
         self.references = {s.name: reference_returns(s) for s in self.specs}
@@ -227,7 +291,8 @@ class Runner:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.save_learner(tmp)
-        write_json_atomic(tmp / "run_state.json", self.state.to_dict())
+        manifest = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        write_json_atomic(tmp / "run_state.json", {**self.state.to_dict(), MANIFEST_KEY: manifest})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in sorted(root.glob("ckpt-*"))[:-KEEP_CHECKPOINTS]:
@@ -299,18 +364,25 @@ class Runner:
         s.trained_timesteps += trained_timesteps
 
     def finish(self, loop) -> dict:
-        """Run `loop()`, then the final summary; Ctrl-C checkpoints and records the stop."""
+        """Run `loop()`, then the final summary; Ctrl-C (SIGINT) and SIGTERM checkpoint and record
+        the stop ("interrupted", "terminated")."""
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             loop()
             self.checkpoint()
             return self.write_summary("finished")
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as e:
+            if main_thread:  # a second signal during the final checkpoint must not cut it short
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self.checkpoint()
-            return self.write_summary("failed", stop_reason="interrupted")
+            return self.write_summary("failed", stop_reason="terminated" if isinstance(e, Terminated) else "interrupted")
         except Exception as e:
             self.write_summary("failed", stop_reason=f"{type(e).__name__}: {e}")
             raise
         finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
             self.monitor.close()
 
 

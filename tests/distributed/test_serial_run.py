@@ -72,6 +72,26 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     assert resumed["compute"]["env_steps_by_source"]["scripted"] == summary["compute"]["env_steps_by_source"]["scripted"]
 
 
+@pytest.mark.parametrize("damage", ["truncate model", "garbage state"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_path, capsys, damage):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    *_, previous, newest = sorted((run_dir / "checkpoints").glob("ckpt-*"))
+    if damage == "truncate model":
+        path = newest / "model.safetensors"
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        (newest / "learner_state.pt").write_bytes(b"not a checkpoint")
+    runner = SerialRunner(config.from_dict(TINY), run_dir, resume=True, live=False)
+    err = capsys.readouterr().err
+    assert f"resume: skipping checkpoint {newest.name}:" in err and len(err.strip().splitlines()) == 1
+    updates = int(previous.name.split("-")[1])
+    assert runner.resume_from == previous and runner.learner.updates == runner.state.updates == updates
+    runner.monitor.close()
+
+
 def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
     from distributed.cli import main
 
@@ -98,3 +118,29 @@ def test_eval_command_conditions_on_the_runs_last_evaluation_targets(finished_ru
     (run_dir / "evals.jsonl").write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
     assert main(["eval", str(run_dir), "--episodes", "1"]) == 0
     assert "CartPole-v1 123.0" in capsys.readouterr().out
+
+
+def test_sigterm_ends_in_a_checkpoint_and_a_terminated_summary(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    cfg = {**TINY, "train": {**TINY["train"], "online_updates": 100_000}}  # would run for hours
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"), "--serial",
+                             "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 240
+    while not list((run_dir / "checkpoints").glob("ckpt-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["stop_reason"] == "terminated"
+    assert "status failed (terminated)" in out and "Traceback" not in out
+    newest = sorted((run_dir / "checkpoints").glob("ckpt-*"))[-1]
+    assert int(newest.name.split("-")[1]) == summary["learner_updates"]  # the final checkpoint is the stop's
