@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -111,16 +112,23 @@ def cmd_train(args) -> int:
         _fail(str(e))
     if args.serial and args.address:
         _fail("--serial runs in one process without Ray; it cannot take --address")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
-    if args.serial:
-        from distributed.driver import SerialRunner
+    try:  # setting up measures the tasks' missing reference returns: a broken env fails here
+        if args.serial:
+            from distributed.driver import SerialRunner
 
-        runner = SerialRunner(cfg, run_dir, resume=bool(args.resume))
-    else:
-        from distributed.ray_driver import RayRunner
+            runner = SerialRunner(cfg, run_dir, resume=bool(args.resume))
+        else:
+            from distributed.ray_driver import RayRunner
 
-        runner = RayRunner(cfg, run_dir, resume=bool(args.resume), address=args.address or os.environ.get("RAY_ADDRESS"))
+            runner = RayRunner(cfg, run_dir, resume=bool(args.resume),
+                               address=args.address or os.environ.get("RAY_ADDRESS"))
+    except ValueError as e:
+        if created:  # nothing half-written
+            shutil.rmtree(run_dir, ignore_errors=True)
+        _fail(str(e))
     summary = runner.run()
     _print_summary(summary)
     from distributed.driver import EXIT_CODES
@@ -210,7 +218,7 @@ def cmd_eval(args) -> int:
     out = {}
     for task in tasks:
         r = returns[task]
-        rnd, exp = reference_returns(get_task(task))
+        rnd, exp = reference_returns(get_task(task), cache=run_dir / "references.json")
         out[task] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)), "episodes": len(r),
                      "normalized_score": normalized_score(float(np.mean(r)), rnd, exp)}
         print(f"{task:28s} return {out[task]['return_mean']:9.1f} ± {out[task]['return_std']:7.1f}  "

@@ -216,7 +216,7 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
     out = Path(out)
     errors = errors or {}
     T = spec.target
-    refs = reference_returns(get_task(T))
+    refs = reference_returns(get_task(T), cache=out / "references.json")
     done = {j.name for j in plan.jobs if job_done(out, j)}
     complete = len(done) == len(plan.jobs)
 

@@ -261,7 +261,8 @@ class Runner:
             self.state = RunState.from_dict(saved)
         if not resume:
             config_mod.save(cfg, self.run_dir / "config.yaml")
-        self.references = {s.name: reference_returns(s) for s in self.specs}
+        # Measured references (tasks whose spec lacks them) stay with the run, so resume reuses them.
+        self.references = {s.name: reference_returns(s, cache=self.run_dir / "references.json") for s in self.specs}
         self.monitor = Monitor(self.run_dir, self.references, purge_step=self.state.env_steps if resume else None,
                                live=live)
         self._t0 = time.monotonic() - self.state.wall_s

@@ -4,9 +4,10 @@
     score = (ret - random_ret) / (expert_ret - random_ret)
 
 The spec's own values win. Missing ones are measured (random: uniform random actions;
-expert: the task's "scripted" source if it has one, else "filtered") and cached in
-$FRONTIER_CACHE_DIR/references.json (default ~/.cache/frontier), keyed by task name and
-invalidated when the episode count, seed or time limit differ.
+expert: the task's "scripted" source if it has one, else "filtered"), must be finite, and are
+kept in the `cache` file the caller names (a run keeps them in its own directory, so fixing a
+task's env never meets a stale value from another run), invalidated when the episode count,
+seed or time limit differ.
 """
 from __future__ import annotations
 
@@ -20,11 +21,6 @@ from envs.experts.base import PolicyExpert, make_expert, random_controller
 from envs.spec import TaskSpec
 
 REFERENCE_SEED = 1000  # disjoint from the seeds the scripted controllers were tuned on
-
-
-def cache_path() -> Path:
-    root = os.environ.get("FRONTIER_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "frontier")
-    return Path(root) / "references.json"
 
 
 def episode_returns(source, episodes: int, seed: int) -> np.ndarray:
@@ -51,28 +47,39 @@ def expert_kind(spec: TaskSpec) -> str:
     return "scripted" if "scripted" in spec.experts else "filtered"
 
 
-def reference_returns(spec: TaskSpec, episodes: int = 20, seed: int = REFERENCE_SEED) -> tuple[float, float]:
-    """(random_return, expert_return) for the task, measured and cached where the spec has none."""
+def _finite(spec: TaskSpec, what: str, value: float) -> float:
+    if not np.isfinite(value):
+        raise ValueError(f"task {spec.name!r}: its {what} reference return is {value} (the env produced a "
+                         "non-finite reward); fix the env or give the TaskSpec its reference returns")
+    return value
+
+
+def reference_returns(spec: TaskSpec, episodes: int = 20, seed: int = REFERENCE_SEED,
+                      cache: str | os.PathLike | None = None) -> tuple[float, float]:
+    """(random_return, expert_return) for the task, measured where the spec has none; measured
+    values are kept in the JSON file `cache` (none: measured on every call)."""
     if spec.random_return is not None and spec.expert_return is not None:
         return float(spec.random_return), float(spec.expert_return)
-    path = cache_path()
-    cache = json.loads(path.read_text()) if path.exists() else {}
+    path = Path(cache) if cache is not None else None
+    stored = json.loads(path.read_text()) if path is not None and path.exists() else {}
     key = {"episodes": episodes, "seed": seed, "max_episode_steps": spec.max_episode_steps}
-    entry = cache.get(spec.name)
+    entry = stored.get(spec.name)
     if entry is None or any(entry.get(k) != v for k, v in key.items()):
         entry = dict(key)
         if spec.random_return is None:
-            entry["random"] = float(random_returns(spec, episodes, seed).mean())
+            entry["random"] = _finite(spec, "random", float(random_returns(spec, episodes, seed).mean()))
         if spec.expert_return is None:
-            entry["expert"] = float(episode_returns(reference_expert(spec), episodes, seed).mean())
-        # Re-read before writing: another process may have cached other tasks meanwhile.
-        cache = json.loads(path.read_text()) if path.exists() else {}
-        cache[spec.name] = {**cache.get(spec.name, {}), **entry}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        tmp.replace(path)  # atomic, so concurrent readers never see half a file
-        entry = cache[spec.name]
+            entry["expert"] = _finite(spec, "expert",
+                                      float(episode_returns(reference_expert(spec), episodes, seed).mean()))
+        if path is not None:
+            # Re-read before writing: another process may have stored other tasks meanwhile.
+            stored = json.loads(path.read_text()) if path.exists() else {}
+            stored[spec.name] = {**stored.get(spec.name, {}), **entry}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(stored, indent=1, sort_keys=True))
+            tmp.replace(path)  # atomic, so concurrent readers never see half a file
+            entry = stored[spec.name]
     random_ret = spec.random_return if spec.random_return is not None else entry["random"]
     expert_ret = spec.expert_return if spec.expert_return is not None else entry["expert"]
     return float(random_ret), float(expert_ret)

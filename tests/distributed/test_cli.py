@@ -50,3 +50,19 @@ def test_help_and_tasks_json():
     assert r.returncode == 0, r.stderr
     names = {t["name"] for t in json.loads(r.stdout)["tasks"]}
     assert {"CartPole-v1", "InvertedPendulum-v5", "ALE/Pong-ram-v5"} <= names
+
+
+def test_non_finite_reference_return_is_one_line_and_leaves_no_run_directory(cfg_file, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import numpy as np
+
+    from envs import references, registry
+
+    spec = dataclasses.replace(registry.get_task("CartPole-v1"), random_return=None)  # to be measured
+    monkeypatch.setitem(registry.all_tasks(), "CartPole-v1", spec)
+    monkeypatch.setattr(references, "random_returns", lambda *a: np.array([np.nan]))  # an env returning NaN
+    code = main(["train", str(cfg_file), "--serial", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "random reference return is nan" in err[-1]
+    assert not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from envs.experts import FilteredExpert, PolicyExpert, make_expert, random_controller
-from envs.references import cache_path, reference_returns
+from envs.references import reference_returns
 from envs.registry import get_task
 
 # (task, episodes, time cap or None, margin the scripted mean must beat the random mean by).
@@ -97,14 +97,26 @@ def test_unknown_expert_kind_lists_kinds():
         make_expert(get_task("CartPole-v1"), "rl")
 
 
-def test_references_use_spec_values_else_measure_and_cache():
-    assert reference_returns(get_task("CartPole-v1")) == (21.4, 500.0)
+def test_references_use_spec_values_else_measure_and_cache(tmp_path):
+    cache = tmp_path / "references.json"
+    assert reference_returns(get_task("CartPole-v1"), cache=cache) == (21.4, 500.0)
     spec = dataclasses.replace(get_task("CartPole-v1"), name="CartPole-unmeasured", random_return=None, expert_return=None)
-    random_ret, expert_ret = reference_returns(spec, episodes=3, seed=0)
+    random_ret, expert_ret = reference_returns(spec, episodes=3, seed=0, cache=cache)
     assert random_ret < 100 and expert_ret == 500.0
-    cached = json.loads(cache_path().read_text())["CartPole-unmeasured"]
+    cached = json.loads(cache.read_text())["CartPole-unmeasured"]
     assert cached["random"] == random_ret and cached["episodes"] == 3
     cached["random"] = -1.0  # a cached value is reused, not re-measured
-    cache_path().write_text(json.dumps({"CartPole-unmeasured": cached}))
-    assert reference_returns(spec, episodes=3, seed=0) == (-1.0, 500.0)
-    assert reference_returns(spec, episodes=4, seed=0)[0] != -1.0  # different settings: measured again
+    cache.write_text(json.dumps({"CartPole-unmeasured": cached}))
+    assert reference_returns(spec, episodes=3, seed=0, cache=cache) == (-1.0, 500.0)
+    assert reference_returns(spec, episodes=4, seed=0, cache=cache)[0] != -1.0  # different settings: measured again
+    assert reference_returns(spec, episodes=3, seed=0)[0] != -1.0  # no cache named: measured, nothing kept
+
+
+def test_non_finite_references_are_an_error_and_never_cached(tmp_path, monkeypatch):
+    from envs import references
+
+    spec = dataclasses.replace(get_task("CartPole-v1"), name="CartPole-nan", random_return=None)
+    monkeypatch.setattr(references, "random_returns", lambda *a: np.array([np.nan]))
+    with pytest.raises(ValueError, match="random reference return is nan"):
+        reference_returns(spec, cache=tmp_path / "references.json")
+    assert not (tmp_path / "references.json").exists()
