@@ -149,12 +149,14 @@ class RayRunner(Runner):
     def _connect(self, address: str | None) -> None:
         if ray.is_initialized():  # a caller (a test, a notebook) already set Ray up
             return
-        if address:
+        if address and address != "local":
             ray.init(address=address)
         else:
             r = self.cfg.rollout
-            # Logical CPUs: at least one per actor, or the last actors would never be placed on a small machine.
-            ray.init(num_cpus=max(os.cpu_count() or 1, 1 + r.explore_workers + r.eval_workers),
+            # address="local": an embedded instance of our own, even when another Ray instance runs
+            # on this machine (ray.init() without an address would attach to that one). Logical
+            # CPUs: at least one per actor, or the last actors would never be placed on a small machine.
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, 1 + r.explore_workers + r.eval_workers),
                      include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 1000})
         self._owns_ray = True
 
