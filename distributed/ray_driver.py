@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,27 @@ class RayRolloutWorker(RolloutWorker):
         return ray.get_runtime_context().get_node_id()
 
 
+# Seconds to wait for a TCP connection to a given Ray address before calling it unreachable
+# (ray.init itself retries a dead address for minutes).
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """ValueError in one line if `address` ("host:port" or "ray://host:port"; "auto" is Ray's to
+    resolve) takes no TCP connection within CONNECT_TIMEOUT_S."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Ray address {address!r} is not host:port, ray://host:port, 'auto' or 'local'")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address} within {CONNECT_TIMEOUT_S:g} s: "
+                         f"{e.strerror or e}") from None
+
+
 def _next_multiple(n: int, k: int) -> int:
     return (n // k + 1) * k
 
@@ -150,6 +172,7 @@ class RayRunner(Runner):
         if ray.is_initialized():  # a caller (a test, a notebook) already set Ray up
             return
         if address and address != "local":
+            check_reachable(address)
             ray.init(address=address)
         else:
             r = self.cfg.rollout

@@ -30,3 +30,16 @@ def test_default_mode_starts_its_own_ray_beside_a_running_instance(tmp_path, tin
         assert "Connecting to existing Ray cluster" not in log
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_dead_address_fails_in_one_line_within_seconds(tmp_path, tiny_config):
+    import time
+
+    config_mod.save(tiny_config(), tmp_path / "c.yaml")
+    t = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"), "--out",
+                          str(tmp_path / "run"), "--address", f"127.0.0.1:{_free_port()}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and time.monotonic() - t < 60, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("frontier train: error: cannot reach the Ray cluster at 127.0.0.1:")
+    assert not (tmp_path / "run").exists()
