@@ -163,6 +163,9 @@ class Learner:
                 loss = loss + actor
                 metrics.update(critic_metrics)
         lap("forward")
+        if not np.isfinite(metrics["loss/total"]):  # before any weight changes: the model stays usable
+            raise FloatingPointError(f"non-finite loss at update {self.updates + 1}: the batch holds non-finite "
+                                     "observations, actions or returns")
         self.optimizer.zero_grad(set_to_none=True)
         self.temperature_optimizer.zero_grad(set_to_none=True)
         if self.critic_optimizer is not None:

@@ -433,10 +433,11 @@ class SerialRunner(Runner):
         cfg = self.cfg
         for i, spec in enumerate(self.specs):
             kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
-            eps, steps, cpu = collect_expert(spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
+            eps, counts = collect_expert(spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
             self.replay.add(eps, offline=True)
-            self.state.add_steps(kind, steps)
-            self.state.actor_cpu_s += cpu
+            self.state.add_steps(kind, counts["env_steps"])
+            self.state.actor_cpu_s += counts["cpu_s"]
+            self.state.episodes_dropped += counts["episodes_dropped"]
             self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
         self.state.experts_done = True
 

@@ -93,10 +93,11 @@ class RayRolloutWorker(RolloutWorker):
         return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "before": before,
                 "after": self.counters(), "weights_version": self.weights_version}
 
-    def collect_expert_into(self, replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, int, float]:
-        """Expert episodes of `task` into the replay store (offline); returns (episodes, env_steps, cpu_s)."""
-        eps, steps, cpu = collect_expert(task, kind, episodes, seed)
-        return ray.get(replay.add.remote(eps, offline=True)), steps, cpu
+    def collect_expert_into(self, replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, dict]:
+        """Expert episodes of `task` into the replay store (offline); returns (episodes stored,
+        collect_expert's counters)."""
+        eps, counts = collect_expert(task, kind, episodes, seed)
+        return ray.get(replay.add.remote(eps, offline=True)), counts
 
     def pid(self) -> int:
         return os.getpid()
@@ -284,15 +285,16 @@ class RayRunner(Runner):
             for ref in ready:
                 i, kind = pending.pop(ref)
                 try:
-                    n, steps, cpu = ray.get(ref)
+                    n, counts = ray.get(ref)
                 except RayActorError:
                     self._failed(actors[i % len(actors)])
                     time.sleep(RETRY_S)
                     submit(i)
                     continue
                 self._failing_since.pop(actors[i % len(actors)], None)
-                self.state.add_steps(kind, steps)
-                self.state.actor_cpu_s += cpu
+                self.state.add_steps(kind, counts["env_steps"])
+                self.state.actor_cpu_s += counts["cpu_s"]
+                self.state.episodes_dropped += counts["episodes_dropped"]
                 self.acknowledged_episodes += n
             self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
         self.state.experts_done = True

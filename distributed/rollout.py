@@ -9,7 +9,9 @@ A plain class: the serial runner calls it directly; the Ray driver makes it an a
 Expert collection (any expert source) is `collect_expert`.
 
 An environment that raises, or returns a non-finite observation or reward, costs that
-episode only: it is dropped and counted, the environment rebuilt, and the worker goes on.
+episode only: it is dropped and counted, the environment rebuilt, and the worker goes on;
+MAX_FAILED_IN_A_ROW failures in a row in one env (a broken env, or a policy whose actions break
+it) end the call with a RuntimeError instead of looping forever.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from agents.model import DecisionTransformer, ModelConfig
 from agents.policy import Policy
 from agents.trajectory import Episode
 from envs.experts import make_expert
+from envs.experts.base import MAX_FAILED_IN_A_ROW
 from envs.registry import get_task
 
 
@@ -70,6 +73,7 @@ class RolloutWorker:
         self.env_steps = 0
         self.episodes_dropped = 0
         self.cpu_s = 0.0
+        self._failed_in_a_row = [0] * num_envs  # per slot: drops since its last good step
         self.slots = [self._new_slot(self.task_indices[i % len(self.task_indices)]) for i in range(num_envs)]
 
     # -- weights -------------------------------------------------------------------------
@@ -139,9 +143,14 @@ class RolloutWorker:
                 next_obs, r, terminated, truncated, _ = slot.env.step(a)
                 if not (np.isfinite(r) and np.all(np.isfinite(next_obs))):
                     raise FloatingPointError(f"non-finite step result in {self.specs[slot.task_index].name}")
-            except Exception:
+            except Exception as e:
+                self._failed_in_a_row[i] += 1
+                if self._failed_in_a_row[i] >= MAX_FAILED_IN_A_ROW:  # broken, not unlucky: say so, never spin
+                    raise RuntimeError(f"{self.specs[slot.task_index].name}: {self._failed_in_a_row[i]} episodes in a "
+                                       f"row failed in one env, the last with {type(e).__name__}: {e}") from None
                 self._drop(i)
                 continue
+            self._failed_in_a_row[i] = 0
             self.env_steps += 1
             slot.obs.append(slot.current)
             slot.actions.append(a)
@@ -215,9 +224,11 @@ class RolloutWorker:
         return {"env_steps": self.env_steps, "episodes_dropped": self.episodes_dropped, "cpu_s": self.cpu_s}
 
 
-def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list[Episode], int, float]:
-    """Whole episodes from an expert source of `task`; returns (episodes, env_steps, cpu_s)."""
+def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list[Episode], dict]:
+    """Whole episodes from an expert source of `task`; returns (episodes, {"env_steps", "cpu_s",
+    "episodes_dropped"}). Attempts the env fails are dropped and replaced (ExpertSource)."""
     t0 = time.process_time()
     source = make_expert(get_task(task), kind)
     eps = list(source.episodes(episodes, seed))
-    return eps, source.env_steps, time.process_time() - t0
+    return eps, {"env_steps": source.env_steps, "cpu_s": time.process_time() - t0,
+                 "episodes_dropped": source.episodes_dropped}

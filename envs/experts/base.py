@@ -21,6 +21,8 @@ from envs.spec import TaskSpec
 # optional `seed(env_seed)` (for stochastic ones).
 Controller = Callable[[Any, gym.Env], Any]
 
+MAX_FAILED_IN_A_ROW = 20  # expert attempts that may fail in a row before the source gives up
+
 
 class ExpertSource:
     """Base class of expert sources.
@@ -30,6 +32,8 @@ class ExpertSource:
     spec: the task.
     env_steps: env steps consumed so far by this source (all attempts, kept or not), so
         the cost of producing experts can be charged. Sources reading stored data add 0.
+    episodes_dropped: attempts lost to an env that raised or returned a non-finite observation
+        or reward (the episode is dropped, the env rebuilt, another env seed taken).
     """
 
     def __init__(self, spec: TaskSpec, kind: str, policy_id: str):
@@ -37,6 +41,32 @@ class ExpertSource:
         self.kind = kind
         self.policy_id = policy_id
         self.env_steps = 0
+        self.episodes_dropped = 0
+        self._failed_in_a_row = 0
+
+    def _attempt(self, env: gym.Env, controller: Controller, env_seed: int, noise: float = 0.0) -> tuple[gym.Env, tuple | None]:
+        """One episode through the fault boundary: (env, run_episode's result), or (a rebuilt env,
+        None) when the env raised or returned a non-finite value. RuntimeError after
+        MAX_FAILED_IN_A_ROW failures in a row: the env is broken, not unlucky."""
+        try:
+            rollout = run_episode(env, controller, env_seed, noise)
+            obs, rewards = np.asarray(rollout[0]), np.asarray(rollout[2], dtype=np.float64)
+            if not np.all(np.isfinite(rewards)) or (obs.dtype.kind == "f" and not np.all(np.isfinite(obs))):
+                raise FloatingPointError("non-finite observation or reward")
+        except Exception as e:
+            self.episodes_dropped += 1
+            self._failed_in_a_row += 1
+            if self._failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                raise RuntimeError(f"{self.spec.name}: {self._failed_in_a_row} expert episodes in a row failed, "
+                                   f"the last with {type(e).__name__}: {e}") from None
+            try:
+                env.close()
+            except Exception:
+                pass
+            return self.spec.make_env(), None
+        self._failed_in_a_row = 0
+        self.env_steps += len(rollout[2])
+        return env, rollout
 
     def episodes(self, n: int, seed: int) -> Iterator[Episode]:
         """Yield n whole episodes tagged source={"kind", "policy", "seed"}."""
@@ -127,12 +157,18 @@ class PolicyExpert(ExpertSource):
         return {**super()._source(env_seed), "noise": self.noise} if self.noise else super()._source(env_seed)
 
     def episodes(self, n: int, seed: int) -> Iterator[Episode]:
+        """Env seeds seed, seed + 1, ...; a dropped attempt's seed is skipped."""
         env = self.spec.make_env()
         try:
-            for j in range(n):
-                obs, acts, rews, term = run_episode(env, self.controller, seed + j, self.noise)
-                self.env_steps += len(rews)
-                yield to_episode(self.spec.name, obs, acts, rews, term, self._source(seed + j))
+            yielded, s = 0, seed
+            while yielded < n:
+                env, rollout = self._attempt(env, self.controller, s, self.noise)
+                s += 1
+                if rollout is None:
+                    continue
+                obs, acts, rews, term = rollout
+                yielded += 1
+                yield to_episode(self.spec.name, obs, acts, rews, term, self._source(s - 1))
         finally:
             env.close()
 
@@ -175,8 +211,9 @@ class FilteredExpert(ExpertSource):
                 for _ in range(self.pool_size):
                     s = seed + attempt
                     attempt += 1
-                    rollout = run_episode(env, self.controller, s)
-                    self.env_steps += len(rollout[2])
+                    env, rollout = self._attempt(env, self.controller, s)
+                    if rollout is None:  # a dropped attempt is not a candidate
+                        continue
                     ret = float(np.sum(rollout[2]))
                     kept.append((ret, s, rollout))
                     # Ties go to the earlier attempt, so the choice is deterministic.

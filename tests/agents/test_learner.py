@@ -251,3 +251,13 @@ def test_trained_model_acts_on_its_return_target(timestep_embedding):
     high, low = policy.act([0, 1], [obs, obs], deterministic=True)
     np.testing.assert_allclose(high, [0.6, 0.6], atol=0.15)
     np.testing.assert_allclose(low, [-0.6, -0.6], atol=0.15)
+
+
+def test_a_non_finite_batch_stops_before_it_reaches_the_weights(tasks, model_cfg, make_episode):
+    learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
+    batch = next(b for b in _batches(tasks, make_episode, model_cfg.context_len, 10) if 0 in b.observations)
+    batch.observations[0][:] = np.nan  # NaN observations of the vector task
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="non-finite loss at update 1"):
+        learner.step(batch)
+    assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())

@@ -87,8 +87,8 @@ def test_run_seeded_from_dataset(cartpole, tmp_path):
     """What both runners do with `experts.sources: {task: "dataset:<path>"}`: collect_expert, then the replay store."""
     kind = f"dataset:{cartpole}"
     cfg = config.from_dict({"tasks": ["CartPole-v1"], "experts": {"episodes": 3, "sources": {"CartPole-v1": kind}}})
-    eps, steps, _ = collect_expert("CartPole-v1", cfg.experts.sources["CartPole-v1"], cfg.experts.episodes, seed=0)
-    assert steps == 0 and [e.source["dataset_index"] for e in eps] == [0, 1, 2]
+    eps, counts = collect_expert("CartPole-v1", cfg.experts.sources["CartPole-v1"], cfg.experts.episodes, seed=0)
+    assert counts["env_steps"] == 0 and [e.source["dataset_index"] for e in eps] == [0, 1, 2]
     replay = ReplayStore([get_task("CartPole-v1").info()], 10_000, 1.0, 4, {}, tmp_path / "replay", seed=0)
     assert replay.add(eps, offline=True) == 3
     assert replay.sample(8).size == 8

@@ -1,0 +1,50 @@
+"""Expert collection through a fault boundary: an env that raises or returns NaN costs an attempt."""
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from envs.experts import make_expert
+from envs.registry import get_task
+
+
+class Faulty(gym.Wrapper):
+    """Raises on `raise_rate` of steps and returns a NaN observation on `nan_rate` of them."""
+
+    def __init__(self, env, raise_rate: float, nan_rate: float, seed: int = 0):
+        super().__init__(env)
+        self.raise_rate, self.nan_rate = raise_rate, nan_rate
+        self.rng = np.random.default_rng(seed)
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        u = self.rng.random()
+        if u < self.raise_rate:
+            raise RuntimeError("injected env failure")
+        if u < self.raise_rate + self.nan_rate:
+            obs = np.full_like(obs, np.nan)
+        return obs, r, term, trunc, info
+
+
+def _faulty_cartpole(raise_rate, nan_rate):
+    builds = iter(range(10_000))  # each rebuilt env gets its own fault stream
+    return dataclasses.replace(
+        get_task("CartPole-v1"), name="CartPole-faulty",
+        env=lambda: Faulty(gym.make("CartPole-v1", max_episode_steps=-1), raise_rate, nan_rate, next(builds)))
+
+
+@pytest.mark.parametrize("kind", ["scripted", "filtered"])
+def test_faulty_attempts_are_dropped_and_replaced(kind):
+    source = make_expert(_faulty_cartpole(0.002, 0.002), kind)
+    eps = list(source.episodes(6, seed=0))
+    assert len(eps) == 6 and source.episodes_dropped > 0
+    assert all(np.all(np.isfinite(e.observations)) for e in eps)
+    assert len({e.source["seed"] for e in eps}) == 6
+
+
+def test_an_env_that_always_fails_is_one_clear_error():
+    source = make_expert(_faulty_cartpole(0.0, 1.0), "scripted")
+    with pytest.raises(RuntimeError, match="CartPole-faulty: 20 expert episodes in a row failed, the last with "
+                                           "FloatingPointError"):
+        list(source.episodes(3, seed=0))
