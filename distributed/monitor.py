@@ -7,6 +7,7 @@ TensorBoard tags (global step = env steps; `/` in task names becomes `_`):
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -29,9 +30,21 @@ def normalized_score(ret: float, random_return: float, expert_return: float) -> 
     return (ret - random_return) / span if span != 0 else 0.0
 
 
+def _standard_json(x):
+    """`x` with every non-finite float replaced by None: JSON has no NaN or Infinity."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _standard_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_standard_json(v) for v in x]
+    return x
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
+    """Write standard JSON (non-finite numbers as null) to `path` via a rename, so readers never see half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(json.dumps(_standard_json(data), indent=2, allow_nan=False))
     os.replace(tmp, path)
 
 

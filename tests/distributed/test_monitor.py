@@ -13,3 +13,12 @@ def test_a_run_stopped_before_any_evaluation_reports_null_not_zero(tmp_path, cap
     assert task["eval_return_mean"] is None and task["normalized_score"] is None
     _print_summary(summary)
     assert "not evaluated" in capsys.readouterr().out
+
+
+def test_json_files_are_standard_json_with_nan_as_null(tmp_path):
+    from distributed.monitor import write_json_atomic
+
+    write_json_atomic(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 2}}
