@@ -125,7 +125,7 @@ def cmd_train(args) -> int:
 
             runner = RayRunner(cfg, run_dir, resume=bool(args.resume),
                                address=args.address or os.environ.get("RAY_ADDRESS"))
-    except ValueError as e:
+    except (ValueError, RuntimeError) as e:  # a bad setting, or an env broken before training starts
         if created:  # nothing half-written
             shutil.rmtree(run_dir, ignore_errors=True)
         _fail(str(e))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import signal
 import sys
@@ -220,6 +221,19 @@ class RunState:
         return s
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line_error(e: BaseException) -> str:
+    """"Type: message" on one line, for summary.json: an error raised in a Ray actor arrives as a
+    RayTaskError whose text holds colour codes and the remote traceback; its cause is what happened."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        e = cause
+    lines = [line.strip() for line in _ANSI.sub("", str(e)).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+
+
 class Terminated(BaseException):
     """SIGTERM arrived (what timeout, kill, Kubernetes, Slurm and `ray job stop` send). A
     BaseException, like KeyboardInterrupt, so that fault handlers for Exception let it through."""
@@ -379,7 +393,7 @@ class Runner:
             self.checkpoint()
             return self.write_summary("failed", stop_reason="terminated" if isinstance(e, Terminated) else "interrupted")
         except Exception as e:
-            self.write_summary("failed", stop_reason=f"{type(e).__name__}: {e}")
+            self.write_summary("failed", stop_reason=one_line_error(e))
             raise
         finally:
             if main_thread:

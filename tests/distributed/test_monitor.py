@@ -22,3 +22,15 @@ def test_json_files_are_standard_json_with_nan_as_null(tmp_path):
     text = (tmp_path / "x.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": 2}}
+
+
+def test_stop_reasons_are_one_line_without_colour_codes():
+    from distributed.driver import one_line_error
+
+    class RemoteError(Exception):  # how a RayTaskError carries what the actor raised
+        def __init__(self, cause):
+            super().__init__("\x1b[36mray::Actor.call()\x1b[39m\nTraceback (most recent call last):\n  File x\nboom")
+            self.cause = cause
+
+    assert one_line_error(RemoteError(RuntimeError("env broke"))) == "RuntimeError: env broke"
+    assert one_line_error(ValueError("\x1b[31mbad\x1b[0m\nvalue")) == "ValueError: value"
