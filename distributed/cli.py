@@ -119,12 +119,12 @@ def cmd_train(args) -> int:
         if args.serial:
             from distributed.driver import SerialRunner
 
-            runner = SerialRunner(cfg, run_dir, resume=bool(args.resume))
+            runner = SerialRunner(cfg, run_dir, resume=bool(args.resume), strict=args.strict)
         else:
             from distributed.ray_driver import RayRunner
 
             runner = RayRunner(cfg, run_dir, resume=bool(args.resume),
-                               address=args.address or os.environ.get("RAY_ADDRESS"))
+                               address=args.address or os.environ.get("RAY_ADDRESS"), strict=args.strict)
     except (ValueError, RuntimeError) as e:  # a bad setting, or an env broken before training starts
         if created:  # nothing half-written
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--address", help="Ray cluster to attach to ('auto' or host:port; default: RAY_ADDRESS, "
                                       "else an embedded local Ray)")
     tr.add_argument("--serial", action="store_true", help="run everything in this process, without Ray")
+    tr.add_argument("--strict", action="store_true",
+                    help="with --resume: stop at an unreadable replay shard instead of moving it to replay/quarantine/")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a trained run's model",

@@ -203,6 +203,7 @@ class RunState:
         self.experts_done = False
         self.episodes_dropped = 0
         self.actor_restarts = 0
+        self.shards_quarantined = 0  # unreadable replay shards moved aside by --resume
 
     @property
     def env_steps(self) -> int:
@@ -256,8 +257,10 @@ class Runner:
     # Whether the runner implements init_from, freeze_trunk and max_learner_flops.
     supports_init_and_budget = False
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None):
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None,
+                 strict: bool = False):
         self.cfg = cfg
+        self.strict = strict  # --resume: an unreadable replay shard stops the run instead of being quarantined
         self.run_dir = Path(run_dir)
         if not self.supports_init_and_budget and (cfg.init_from or cfg.train.freeze_trunk
                                                   or cfg.train.max_learner_flops):
@@ -330,7 +333,8 @@ class Runner:
         self.monitor.throughput(self._rates(), s.env_steps)
         compute = {"learner_device_s": s.learner_device_s, "learner_flops": s.learner_flops,
                    "actor_cpu_s": s.actor_cpu_s, "env_steps_by_source": dict(s.env_steps_by_source)}
-        faults = {"actor_restarts": s.actor_restarts, "episodes_dropped": s.episodes_dropped}
+        faults = {"actor_restarts": s.actor_restarts, "episodes_dropped": s.episodes_dropped,
+                  "replay_shards_quarantined": s.shards_quarantined}
         data = self.monitor.summary(status, s.env_steps, s.updates, s.wall_s, compute, faults)
         if extra:
             data.update(extra)
@@ -406,8 +410,9 @@ class SerialRunner(Runner):
 
     supports_init_and_budget = True
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None):
-        super().__init__(cfg, run_dir, resume, live)
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None,
+                 strict: bool = False):
+        super().__init__(cfg, run_dir, resume, live, strict)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.learner = Learner(cfg.model, self.infos, cfg.learner, seed=cfg.seed)
@@ -419,7 +424,8 @@ class SerialRunner(Runner):
                                   cfg.replay.task_weights, self.run_dir / "replay", seed=cfg.seed,
                                   eviction=cfg.replay.eviction)
         if resume:
-            restored = self.replay.restore()
+            restored, quarantined = self.replay.restore(self.strict)
+            self.state.shards_quarantined += quarantined
             # Expert data acknowledged before a crash is in replay/: never collect it twice.
             self.state.experts_done |= any(v["offline_timesteps"] for v in self.replay.stats().values())
             if self.resume_from is not None:

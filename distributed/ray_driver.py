@@ -135,8 +135,8 @@ class RayRunner(Runner):
     """Replay store, learner and rollout actors on a Ray cluster (or an embedded local instance)."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, address: str | None = None,
-                 live: bool | None = None):
-        super().__init__(cfg, run_dir, resume, live)
+                 live: bool | None = None, strict: bool = False):
+        super().__init__(cfg, run_dir, resume, live, strict)
         self._owns_ray = False
         self.explorers: list = []
         self.evaluators: list = []
@@ -154,7 +154,8 @@ class RayRunner(Runner):
             self._connect(address)
             self._place()
             if resume:
-                restored = ray.get(self.replay.restore.remote())
+                restored, quarantined = ray.get(self.replay.restore.remote(self.strict))
+                self.state.shards_quarantined += quarantined
                 stats = self._replay_stats()
                 # Expert data acknowledged before a crash is in replay/: never collect it twice.
                 self.state.experts_done |= any(v["offline_timesteps"] for v in stats.values())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,17 +166,31 @@ class ReplayStore:
         write_episodes(self.directory / f"shard-{self.next_shard:08d}.npz", episodes, {"offline": offline})
         self.next_shard += 1
 
-    def restore(self) -> int:
-        """Rebuild the store from its directory's shards (after a crash or stop); returns episodes restored."""
+    def restore(self, strict: bool = False) -> tuple[int, int]:
+        """Rebuild the store from its directory's shards (after a crash or stop); returns (episodes
+        restored, shards quarantined). An unreadable shard is moved to quarantine/ and named in one
+        line (its episodes are lost), or with `strict` raises ValueError."""
         assert self.directory is not None
         n = 0
-        for path, episodes, offline in read_shards(self.directory):
+        quarantined = []
+
+        def quarantine(path: Path, error: ValueError) -> None:
+            if strict:
+                raise error
+            dest = self.directory / "quarantine" / path.name
+            dest.parent.mkdir(exist_ok=True)
+            path.rename(dest)
+            quarantined.append(path)
+            self.next_shard = max(self.next_shard, int(path.stem.split("-")[1]) + 1)
+            print(f"replay: {error}; moved to {dest}, its episodes are lost", file=sys.stderr, flush=True)
+
+        for path, episodes, offline in read_shards(self.directory, quarantine):
             for ep in episodes:
                 if ep.task in self.index:
                     self._insert(ep, offline)
                     n += 1
-            self.next_shard = int(path.stem.split("-")[1]) + 1
-        return n
+            self.next_shard = max(self.next_shard, int(path.stem.split("-")[1]) + 1)
+        return n, len(quarantined)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -230,13 +245,20 @@ def top_mean(sorted_returns: list[float]) -> float | None:
     return float(np.mean(sorted_returns[-n:]))
 
 
-def read_shards(directory: str | Path):
+def read_shards(directory: str | Path, on_error=None):
     """Yield (path, episodes, offline) for every complete shard in sequence order.
 
-    A shard that cannot be read raises ValueError naming the file: acknowledged data is
-    never skipped silently. Leftover `.tmp` files (a write interrupted before its rename,
-    hence never acknowledged) are ignored.
+    A shard that cannot be read raises ValueError naming the file, unless `on_error(path, error)`
+    is given: then it is called and the shard skipped (acknowledged data is never skipped
+    silently). Leftover `.tmp` files (a write interrupted before its rename, hence never
+    acknowledged) are ignored.
     """
     for path in sorted(Path(directory).glob("shard-*.npz")):
-        episodes, meta = read_episodes(path)
+        try:
+            episodes, meta = read_episodes(path)
+        except ValueError as e:
+            if on_error is None:
+                raise
+            on_error(path, e)
+            continue
         yield path, episodes, bool(meta[0]["offline"]) if meta else False

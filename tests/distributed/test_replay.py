@@ -63,7 +63,7 @@ def test_persist_and_restore_exactly(tmp_path):
     for i in range(5):
         a.add([episode("vec", 15, tag=100 + i), episode("disc", 7, tag=200 + i)])
     b = ReplayStore(TASKS, capacity=60, offline_share=0.5, context_len=5, directory=tmp_path)
-    assert b.restore() == 12
+    assert b.restore() == (12, 0)
     assert a.stats() == b.stats()
     for task in ("vec", "disc"):
         for x, y in zip(a.episodes(task), b.episodes(task)):
@@ -75,13 +75,21 @@ def test_persist_and_restore_exactly(tmp_path):
     assert len(list(read_shards(tmp_path))) == 7
 
 
-def test_corrupt_shard_is_named(tmp_path):
+def test_corrupt_shard_is_quarantined_or_with_strict_named(tmp_path, capsys):
     a = ReplayStore(TASKS, 100, 0.5, 5, directory=tmp_path)
-    a.add([episode("vec", 5)])
-    shard = next(tmp_path.glob("shard-*.npz"))
+    for i in range(3):
+        a.add([episode("vec", 5, tag=i)])
+    shard = sorted(tmp_path.glob("shard-*.npz"))[1]
     shard.write_bytes(shard.read_bytes()[:40])
     with pytest.raises(ValueError, match=shard.name):  # the file is named
-        ReplayStore(TASKS, 100, 0.5, 5, directory=tmp_path).restore()
+        ReplayStore(TASKS, 100, 0.5, 5, directory=tmp_path).restore(strict=True)
+    b = ReplayStore(TASKS, 100, 0.5, 5, directory=tmp_path)
+    assert b.restore() == (2, 1)  # the two good shards; the bad one moved aside
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and shard.name in err[0] and "its episodes are lost" in err[0]
+    assert not shard.exists() and (tmp_path / "quarantine" / shard.name).is_file()
+    b.add([episode("vec", 5, tag=9)])  # the sequence goes on past every shard seen
+    assert sorted(p.name for p in tmp_path.glob("shard-*.npz"))[-1] == "shard-00000003.npz"
 
 
 def test_unknown_task_rejected():

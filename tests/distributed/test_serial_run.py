@@ -92,6 +92,24 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_pat
     runner.monitor.close()
 
 
+def test_resume_quarantines_a_corrupt_replay_shard_and_counts_it(finished_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    shard = sorted((run_dir / "replay").glob("shard-*.npz"))[-1]
+    shard.write_bytes(b"garbage")
+    runner = SerialRunner(config.from_dict(TINY), run_dir, resume=True, live=False)
+    assert runner.state.shards_quarantined == 1 and (run_dir / "replay" / "quarantine" / shard.name).is_file()
+    assert f"{shard.name} is unreadable" in capsys.readouterr().err
+    summary = runner.write_summary("running")
+    runner.monitor.close()
+    assert summary["faults"]["replay_shards_quarantined"] == 1
+    with pytest.raises(ValueError, match="unreadable"):  # --strict
+        shutil.copy(run_dir / "replay" / "quarantine" / shard.name, shard)
+        SerialRunner(config.from_dict(TINY), run_dir, resume=True, live=False, strict=True)
+
+
 def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
     from distributed.cli import main
 
