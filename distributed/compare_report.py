@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distributed.compare import ARMS, Arm, CompareSpec, Job, Plan, job_done, safe
+from distributed.compare import ARMS, Arm, CompareSpec, Plan, job_done, safe
 from distributed.monitor import normalized_score, write_json_atomic
 from distributed.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 

@@ -10,7 +10,7 @@ import safetensors.torch
 import torch
 import yaml
 
-from agents.model import DecisionTransformer, ModelConfig
+from agents.model import DecisionTransformer
 from distributed import config as config_mod
 from distributed.cli import main
 from distributed.compare import (Arm, Job, Plan, execute, job_done, load_spec, make_plan, run_job, same_spaces,
