@@ -7,6 +7,7 @@ reader never sees half a file. The replay store's shards and datasets use this f
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -16,6 +17,15 @@ from typing import Sequence
 import numpy as np
 
 from agents.trajectory import Episode
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_episodes(path: str | Path, episodes: Sequence[Episode], extra: dict | None = None) -> None:

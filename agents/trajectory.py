@@ -159,7 +159,8 @@ def make_batch(
     actions: dict[int, np.ndarray] = {}
     starts = np.asarray(starts, dtype=np.int64)[order]  # (B,)
     eps = [episodes[k] for k in order]
-    ends = np.minimum(starts + K, np.array([ep.length for ep in eps], dtype=np.int64))  # (B,)
+    lengths = np.array([ep.length for ep in eps], dtype=np.int64)  # (B,)
+    ends = np.minimum(starts + K, lengths)  # (B,)
     n = ends - starts  # (B,) real steps per window, >= 1
     # Every real step of the batch, flattened: its row and its position in the window. The
     # windows' slices are gathered once per array (one concatenate) and scattered in one
@@ -176,7 +177,7 @@ def make_batch(
         rtg_real = np.concatenate([suffix_sums[k][s:e] for k, s, e in zip(order, starts, ends)])  # (N,) float64
     rtg[step_row, step_pos] = (np.repeat(scale, n) * rtg_real).astype(np.float32)
     rewards[step_row, step_pos] = np.repeat(scale, n) * np.concatenate([ep.rewards[s:e] for ep, s, e in zip(eps, starts, ends)])
-    ended = np.array([ep.terminated for ep in eps]) & (ends == np.array([ep.length for ep in eps]))  # (B,)
+    ended = np.array([ep.terminated for ep in eps]) & (ends == lengths)  # (B,)
     terminals[np.flatnonzero(ended), n[ended] - 1] = 1.0
     for i in np.unique(task):
         rows = np.flatnonzero(task == i)  # contiguous, since rows are sorted by task

@@ -15,7 +15,6 @@ Run directory:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -32,6 +31,7 @@ from safetensors.torch import load_file
 
 from agents.learner import Learner
 from agents.spaces import Box
+from agents.storage import sha256_file
 from distributed import config as config_mod
 from distributed.config import RunConfig
 from distributed.monitor import Monitor, write_json_atomic
@@ -52,14 +52,6 @@ def resolve_tasks(names: list[str]):
 MANIFEST_KEY = "files"
 
 
-def file_digest(path: Path) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
-
-
 def checkpoint_problem(ckpt: Path) -> str | None:
     """Why the checkpoint directory `ckpt` cannot be resumed from; None if it is intact (every file
     of its manifest present with the size and hash it was written with)."""
@@ -78,7 +70,7 @@ def checkpoint_problem(ckpt: Path) -> str | None:
             return f"{name} missing"
         if path.stat().st_size != want["bytes"]:
             return f"{name} has {path.stat().st_size} bytes, {want['bytes']} when written"
-        if file_digest(path)["sha256"] != want["sha256"]:
+        if sha256_file(path) != want["sha256"]:
             return f"{name} does not match the hash it was written with"
     return None
 
@@ -309,7 +301,8 @@ class Runner:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.save_learner(tmp)
-        manifest = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                    for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json_atomic(tmp / "run_state.json", {**self.state.to_dict(), MANIFEST_KEY: manifest})
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

@@ -28,7 +28,6 @@ ever downloaded.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from agents.storage import read_episodes, write_episodes
+from agents.storage import read_episodes, sha256_file, write_episodes
 from agents.trajectory import Episode
 from envs.experts.base import ExpertSource
 from envs.spec import TaskSpec
@@ -61,14 +60,6 @@ def frontier_version() -> str:
         return version("frontier-rl")
     except PackageNotFoundError:  # running from a checkout that is not installed
         return "unknown"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -149,7 +140,7 @@ class DatasetWriter:
         name = f"episodes-{len(self._files):05d}.npz"
         path = self._tmp / name
         write_episodes(path, self._pending)
-        self._files.append({"name": name, "episodes": len(self._pending), "sha256": _sha256(path)})
+        self._files.append({"name": name, "episodes": len(self._pending), "sha256": sha256_file(path)})
         self._pending = []
 
     def finish(self, cost: dict, extra: dict | None = None) -> dict:
@@ -242,7 +233,7 @@ def read_dataset_info(path: str | Path) -> dict:
 def read_dataset_file(path: str | Path, entry: dict, task: str) -> list[Episode]:
     """Episodes of one file of a dataset, checked against its dataset.json `entry`."""
     file = Path(path) / entry["name"]
-    if _sha256(file) != entry["sha256"]:
+    if sha256_file(file) != entry["sha256"]:
         raise ValueError(f"episode file {file} is corrupt: its checksum differs from the one in {META_FILE}")
     episodes, _ = read_episodes(file)
     if len(episodes) != entry["episodes"]:
