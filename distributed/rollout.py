@@ -99,37 +99,61 @@ class RolloutWorker:
         return self._seed_base + self._envs_built
 
     def _new_slot(self, task_index: int) -> _Slot:
+        return _Slot(task_index, *self._make_env(task_index), [], [], [])
+
+    def _make_env(self, task_index: int) -> tuple[object, int]:
+        """(env, its seed); a build or seeded reset that fails takes the next seed (counted as a drop)."""
         spec = self.specs[task_index]
-        seed = self._next_seed()
-        env = spec.make_env(seed=seed)
-        return _Slot(task_index, env, seed, [], [], [])
+        failed = 0
+        while True:
+            seed = self._next_seed()
+            try:
+                return spec.make_env(seed=seed), seed
+            except Exception as e:
+                self.episodes_dropped += 1
+                failed += 1
+                if failed >= MAX_FAILED_IN_A_ROW:
+                    raise RuntimeError(f"{spec.name}: {failed} envs in a row failed to build, the last with "
+                                       f"{type(e).__name__}: {e}") from None
 
     def _begin(self, i: int) -> None:
-        """Start a new episode in slot i (rebuilding nothing).
+        """Start a new episode in slot i.
 
         The env was seeded when built (`make_env(seed=...)`); its episodes continue that
         deterministic stream, so an episode is named by (seed, episode). Reseeding every episode
         would cost ALE a ROM reload per reset (it reseeds only through loadROM): 50-150 ms, more
-        than a hundred Breakout steps.
+        than a hundred Breakout steps. A reset that fails (raises, or returns a non-finite
+        observation) goes through the same boundary as a failed step.
         """
-        slot = self.slots[i]
+        while True:
+            slot = self.slots[i]
+            try:
+                obs, _ = slot.env.reset()
+                if not np.all(np.isfinite(obs)):
+                    raise FloatingPointError(f"non-finite reset observation in {self.specs[slot.task_index].name}")
+                break
+            except Exception as e:
+                self._fail(i, e)
         slot.episode += 1
         slot.obs, slot.actions, slot.rewards = [], [], []
-        obs, _ = slot.env.reset()
         slot.current = obs
         target = self.targets.get(slot.task_index, self.specs[slot.task_index].return_target(self.mode))
         self.policy.reset(i, slot.task_index, target)
 
-    def _drop(self, i: int) -> None:
-        """An environment failed: drop its episode, rebuild it, start over."""
-        self.episodes_dropped += 1
+    def _fail(self, i: int, error: Exception) -> None:
+        """Slot i's env failed: count the dropped episode and rebuild the env (no episode begun).
+        RuntimeError after MAX_FAILED_IN_A_ROW failures in a row: broken, not unlucky, never spin."""
         slot = self.slots[i]
+        self.episodes_dropped += 1
+        self._failed_in_a_row[i] += 1
+        if self._failed_in_a_row[i] >= MAX_FAILED_IN_A_ROW:
+            raise RuntimeError(f"{self.specs[slot.task_index].name}: {self._failed_in_a_row[i]} episodes in a "
+                               f"row failed in one env, the last with {type(error).__name__}: {error}") from None
         try:
             slot.env.close()
         except Exception:
             pass
         self.slots[i] = self._new_slot(slot.task_index)
-        self._begin(i)
 
     def _step_all(self, active: list[int]) -> list[tuple[int, Episode]]:
         """One step of every active slot; returns finished (slot, episode) pairs."""
@@ -144,11 +168,8 @@ class RolloutWorker:
                 if not (np.isfinite(r) and np.all(np.isfinite(next_obs))):
                     raise FloatingPointError(f"non-finite step result in {self.specs[slot.task_index].name}")
             except Exception as e:
-                self._failed_in_a_row[i] += 1
-                if self._failed_in_a_row[i] >= MAX_FAILED_IN_A_ROW:  # broken, not unlucky: say so, never spin
-                    raise RuntimeError(f"{self.specs[slot.task_index].name}: {self._failed_in_a_row[i]} episodes in a "
-                                       f"row failed in one env, the last with {type(e).__name__}: {e}") from None
-                self._drop(i)
+                self._fail(i, e)
+                self._begin(i)
                 continue
             self._failed_in_a_row[i] = 0
             self.env_steps += 1

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.spaces import Box, Discrete, Space, TaskInfo
+from envs.deadline import StepDeadline
 
 
 @dataclass
@@ -29,6 +30,8 @@ class TaskSpec:
         measure them (and cache the measurement).
     target_entropy: ODT entropy target of the action distribution; None keeps the agent's
         default (see agents.spaces.TaskInfo).
+    step_timeout_s: seconds one env step or reset may take before it counts as hung and raises
+        StepTimeout, which costs its episode like any env failure (envs/deadline.py).
 
     Usage:
         env = spec.make_env(seed=0)       # what the agent sees, actions in [-1, 1]
@@ -48,6 +51,7 @@ class TaskSpec:
     random_return: float | None = None
     expert_return: float | None = None
     target_entropy: float | None = None
+    step_timeout_s: float = 60.0
     # Cached TaskInfo, filled by the first info() call.
     _info: TaskInfo | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -56,6 +60,8 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.reward_scale <= 0:
             raise ValueError(f"task {self.name!r}: reward_scale must be > 0, got {self.reward_scale}")
+        if self.step_timeout_s <= 0:
+            raise ValueError(f"task {self.name!r}: step_timeout_s must be > 0, got {self.step_timeout_s}")
 
     def return_target(self, mode: str) -> float:
         """The task's own return target for rollouts in `mode` ("eval" or "explore")."""
@@ -66,7 +72,8 @@ class TaskSpec:
 
         Order: construct (gym id without its registered time limit, or the callable), then
         `preprocess`, then a TimeLimit of `max_episode_steps` agent steps, then Box actions
-        rescaled to [-1, 1] and vector observations cast to float32.
+        rescaled to [-1, 1] and vector observations cast to float32, then the deadline of
+        `step_timeout_s` on every step and reset.
 
         `seed`, when given, is used by one `reset(seed=seed)` done here (and seeds the action
         space), so later `reset()` calls without a seed continue a deterministic stream.
@@ -95,6 +102,7 @@ class TaskSpec:
                     obs_space.low.astype(np.float32), obs_space.high.astype(np.float32), obs_space.shape, np.float32
                 ),
             )
+        env = StepDeadline(env, self.step_timeout_s)
         if seed is not None:
             env.reset(seed=seed)
             env.action_space.seed(seed)
