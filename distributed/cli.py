@@ -203,26 +203,38 @@ def cmd_eval(args) -> int:
     worker = RolloutWorker(tasks, cfg.tasks, cfg.model, "eval", max(len(tasks), cfg.rollout.envs_per_worker),
                            args.seed, 0)
     worker.set_weights(0, state)
-    # Condition on the return targets of the run's last evaluation (data-relative targets depend
-    # on its replay store); runs written before evals.jsonl recorded them use the tasks' own.
-    targets = last_eval_targets(run_dir)
-    if targets:
-        worker.set_targets({t: targets[t] for t in tasks if t in targets})
-        print("return targets of the run's last evaluation: "
-              + ", ".join(f"{t} {targets[t]:.1f}" for t in tasks if t in targets))
-    returns: dict[str, list[float]] = {}
-    for ep in worker.evaluate(args.episodes):
-        returns.setdefault(ep.task, []).append(ep.ret)
     import numpy as np
 
-    out = {}
-    for task in tasks:
-        r = returns[task]
-        rnd, exp = reference_returns(get_task(task), cache=run_dir / "references.json")
-        out[task] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)), "episodes": len(r),
-                     "normalized_score": normalized_score(float(np.mean(r)), rnd, exp)}
-        print(f"{task:28s} return {out[task]['return_mean']:9.1f} ± {out[task]['return_std']:7.1f}  "
-              f"normalized {out[task]['normalized_score']:.2f}  ({len(r)} episodes, seed {args.seed})")
+    refs = {t: reference_returns(get_task(t), cache=run_dir / "references.json") for t in tasks}
+
+    def evaluate() -> dict[str, dict]:
+        returns: dict[str, list[float]] = {}
+        for ep in worker.evaluate(args.episodes):
+            returns.setdefault(ep.task, []).append(ep.ret)
+        return {t: {"return_mean": float(np.mean(returns[t])), "return_std": float(np.std(returns[t])),
+                    "episodes": len(returns[t]), "normalized_score": normalized_score(float(np.mean(returns[t])), *refs[t])}
+                for t in tasks}
+
+    if args.target:  # a sweep: one evaluation per return target, every task conditioned on it
+        out = {t: [] for t in tasks}
+        for target in args.target:
+            worker.set_targets({t: target for t in tasks})
+            for t, r in evaluate().items():
+                out[t].append({"target": target, **r})
+                print(f"{t:28s} target {target:9.1f}  return {r['return_mean']:9.1f} ± {r['return_std']:7.1f}  "
+                      f"normalized {r['normalized_score']:.2f}  ({r['episodes']} episodes, seed {args.seed})")
+    else:
+        # Condition on the return targets of the run's last evaluation (data-relative targets depend
+        # on its replay store); runs written before evals.jsonl recorded them use the tasks' own.
+        targets = last_eval_targets(run_dir)
+        if targets:
+            worker.set_targets({t: targets[t] for t in tasks if t in targets})
+            print("return targets of the run's last evaluation: "
+                  + ", ".join(f"{t} {targets[t]:.1f}" for t in tasks if t in targets))
+        out = evaluate()
+        for t, r in out.items():
+            print(f"{t:28s} return {r['return_mean']:9.1f} ± {r['return_std']:7.1f}  "
+                  f"normalized {r['normalized_score']:.2f}  ({r['episodes']} episodes, seed {args.seed})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
@@ -268,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
     ev.add_argument("--tasks", nargs="+", help="evaluate only these tasks of the run")
     ev.add_argument("--seed", type=int, default=12345, help="environment seed base (default 12345)")
+    ev.add_argument("--target", type=float, nargs="+", metavar="RETURN",
+                    help="condition every evaluated task on this return instead of the run's last evaluation "
+                         "targets; several values evaluate once per value (does the model follow its target?), "
+                         "and --json then holds a list per task")
     ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ev.set_defaults(func=cmd_eval)
     # Commands defined in their own modules register here: `module.add_parser(sub)`.

@@ -121,6 +121,20 @@ def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
     assert "return targets of the run's last evaluation: CartPole-v1 500.0" in capsys.readouterr().out
 
 
+def test_eval_command_sweeps_return_targets(finished_run, tmp_path, capsys):
+    # `--target` evaluates once per given return, conditioned on it (whether the model follows
+    # its target is the model's business: tests/agents/test_learner.py).
+    from distributed.cli import main
+
+    out = tmp_path / "sweep.json"
+    assert main(["eval", str(finished_run[0]), "--episodes", "2", "--target", "30", "500", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["CartPole-v1"]
+    assert [r["target"] for r in rows] == [30.0, 500.0] and all(r["episodes"] == 2 for r in rows)
+    printed = capsys.readouterr().out
+    assert "target      30.0" in printed and "target     500.0" in printed
+    assert "last evaluation" not in printed
+
+
 def test_eval_command_conditions_on_the_runs_last_evaluation_targets(finished_run, tmp_path, capsys):
     # Data-relative targets depend on the run's store: `frontier eval` must use the recorded ones.
     import shutil
