@@ -227,13 +227,11 @@ def one_line_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
 
 
-class Terminated(BaseException):
+class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (what timeout, kill, Kubernetes, Slurm and `ray job stop` send). A
-    BaseException, like KeyboardInterrupt, so that fault handlers for Exception let it through."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
+    KeyboardInterrupt, so that fault handlers for Exception let it through, and so that Ray's
+    blocking calls, which turn any other exception from a signal handler into a SystemError,
+    stop on it (they re-raise it as a plain KeyboardInterrupt: `finish` remembers the signal)."""
 
 
 # Exit status of `frontier train` by how the run ended (documented in the README).
@@ -379,16 +377,22 @@ class Runner:
         """Run `loop()`, then the final summary; Ctrl-C (SIGINT) and SIGTERM checkpoint and record
         the stop ("interrupted", "terminated")."""
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+        terminated = []
+
+        def on_sigterm(signum, frame):
+            terminated.append(True)
+            raise Terminated()
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
         try:
             loop()
             self.checkpoint()
             return self.write_summary("finished")
-        except (KeyboardInterrupt, Terminated) as e:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
             if main_thread:  # a second signal during the final checkpoint must not cut it short
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
             self.checkpoint()
-            return self.write_summary("failed", stop_reason="terminated" if isinstance(e, Terminated) else "interrupted")
+            return self.write_summary("failed", stop_reason="terminated" if terminated else "interrupted")
         except Exception as e:
             self.write_summary("failed", stop_reason=one_line_error(e))
             raise

@@ -155,9 +155,6 @@ class LearnerService:
             self.learner.model.set_observation_stats(i, np.array(mean), np.array(std))
         self.publish()
 
-    def get_updates(self) -> int:
-        return self.learner.updates
-
     # -- files ---------------------------------------------------------------------------
 
     def save(self, directory: str) -> None:

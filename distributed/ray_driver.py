@@ -143,6 +143,7 @@ class RayRunner(Runner):
         self.acknowledged_episodes = 0  # episodes the replay store acknowledged to this driver
         self.explore_versions: list[tuple[int, int]] = []  # (explorer, weights version) per exploration chunk
         self._eval_pending: dict = {}  # in-flight evaluation call -> (eval actor, episodes per task)
+        self._train = None  # the learner's in-flight train call, if any
         self._eval_results: list[EpisodeResult] = []  # episodes of the evaluation in flight, so far
         self._eval_targets: dict[str, float] | None = None  # return targets of the evaluation in flight
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
@@ -231,9 +232,10 @@ class RayRunner(Runner):
         ray.get(self.learner.save.remote(str(directory)))
 
     def checkpoint(self) -> Path:
-        # After Ctrl-C a train call may still be running: the learner finishes it before it
-        # answers, so the checkpoint is named and counted by the updates it really holds.
-        self.state.updates = ray.get(self.learner.get_updates.remote())
+        # After Ctrl-C or SIGTERM a train call may still be running: book it first (the learner
+        # finishes it), so the checkpoint's compute counters agree with the updates it holds.
+        if self._train is not None:
+            self._trained(ray.get(self._train), "stop", schedule=False)
         return super().checkpoint()
 
     def write_summary(self, status: str, **extra) -> dict:
@@ -317,8 +319,9 @@ class RayRunner(Runner):
             stops.append(cfg.train.pretrain_updates)
         return min(stops) - u
 
-    def _trained(self, result: dict, phase: str) -> None:
-        """Book a finished train call; evaluate and checkpoint on their schedules."""
+    def _trained(self, result: dict, phase: str, schedule: bool = True) -> None:
+        """Book the finished train call; evaluate and checkpoint on their schedules (unless not `schedule`)."""
+        self._train = None
         s = self.state
         s.updates = result["updates"]
         self._weights = result["weights"]
@@ -328,6 +331,8 @@ class RayRunner(Runner):
         scalars["learner/utilization"] = result["utilization"]
         scalars["learner/batch_wait_s"] = result["batch_wait_s"]
         self.monitor.scalars(scalars, s.env_steps)
+        if not schedule:
+            return
         if s.updates % self.cfg.train.eval_every == 0 and s.updates < self.planned_updates:
             self._start_eval(self.cfg.train.eval_episodes)
         if s.updates % self.cfg.checkpoint_every == 0:
@@ -458,35 +463,36 @@ class RayRunner(Runner):
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).
         while s.updates < cfg.train.pretrain_updates:
-            train = self.learner.train.remote(self._chunk())
+            self._train = self.learner.train.remote(self._chunk())
             while True:
-                ready, _ = ray.wait([train, *self._eval_pending], num_returns=1)
-                if ready[0] == train:
+                ready, _ = ray.wait([self._train, *self._eval_pending], num_returns=1)
+                if ready[0] == self._train:
                     break
                 self._eval_done(ready[0])
-            self._trained(ray.get(train), "pretrain")
+            self._trained(ray.get(self._train), "pretrain")
 
         # Online: exploration actors and the learner run at the same time, from the moment
         # every explorer is up (else early updates would train on expert data alone).
         ray.wait([a.pid.remote() for a in self.explorers], num_returns=len(self.explorers))
-        train = None
         if s.updates < self.planned_updates:
             self._idle_explorers = list(range(len(self.explorers)))
             self._explore_if_allowed()
-            train = self.learner.train.remote(self._chunk())
-        while train is not None:
-            ready, _ = ray.wait([train, *self._explore_pending, *self._eval_pending], num_returns=1, timeout=POLL_S)
+            self._train = self.learner.train.remote(self._chunk())
+        while self._train is not None:
+            ready, _ = ray.wait([self._train, *self._explore_pending, *self._eval_pending], num_returns=1,
+                                timeout=POLL_S)
             for i, due in list(self._explore_retry.items()):
                 if time.monotonic() >= due:
                     del self._explore_retry[i]
                     self._start_explore(i)
             for ref in ready:
-                if ref == train:
-                    self._trained(ray.get(train), "online")
+                if ref == self._train:
+                    self._trained(ray.get(self._train), "online")
                     self._explore_if_allowed()
                     out_of_time = cfg.train.max_wall_s and self.wall_s > cfg.train.max_wall_s
                     done = s.updates >= self.planned_updates or out_of_time
-                    train = None if done else self.learner.train.remote(self._chunk())
+                    if not done:
+                        self._train = self.learner.train.remote(self._chunk())
                 elif ref in self._explore_pending:
                     self._explore_done(ref, resubmit=True)
                 else:
