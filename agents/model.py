@@ -38,9 +38,12 @@ class ModelConfig:
     n_heads: int = 4  # attention heads per block; must divide embed_dim
     context_len: int = 20  # K: steps (= tokens) per window
     max_timestep: int = 4096  # size of the timestep embedding table; larger timesteps are clamped to the last entry
-    # Add an embedding of the step's index in its episode to every token. ODT adds none: with it,
-    # episodes of a deterministic policy can be told apart by time alone, bypassing the return-to-go.
-    timestep_embedding: bool = True
+    # Add an embedding of the step's index in its episode to every token. Off, as in ODT: with it,
+    # a return target beyond the data pairs the return-to-go with timesteps it never met at that
+    # value, and online fine-tuning collapsed (InvertedPendulum from medium data: a final model
+    # returned 397 conditioned on 300 but 72-77 on 400-1000; without it, every target within 60 of
+    # its value; benchmarks/results/learning.md).
+    timestep_embedding: bool = False
     dropout: float = 0.1  # dropout on token embeddings and residual branches
     log_std_min: float = -5.0  # lower bound of the Gaussian head's log std (ODT)
     log_std_max: float = 2.0  # upper bound of the Gaussian head's log std (ODT)

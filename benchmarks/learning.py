@@ -32,15 +32,22 @@ RUNS_DIR = ROOT / "runs" / "bench" / "learning"
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
 MEDIUM_TASKS = ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "InvertedPendulum-v5")
-# Seeds per task where more than SEEDS were run: the cheap task's 3-seed interval was too wide to
-# tell its gain from 0 (every seed gained), so it got two more seeds; all five are reported.
-MEDIUM_SEEDS = {"InvertedPendulum-v5": (0, 1, 2, 3, 4)}
+# Seeds per task where more than SEEDS were run, all of them reported: the cheap task's 3-seed
+# interval was too wide to tell its gain from 0 (every seed gained), so it got two more seeds;
+# so did Hopper's when the model dropped its timestep embedding (3-seed gain +11.1 ± 21.6).
+MEDIUM_SEEDS = {"InvertedPendulum-v5": (0, 1, 2, 3, 4), "Hopper-v5": (0, 1, 2, 3, 4)}
+# Seeds of the scales table per task (SEEDS elsewhere): it was run before Hopper got its extra seeds.
+SCALES_SEEDS = {"InvertedPendulum-v5": (0, 1, 2, 3, 4)}
 # The other pair of return-target multiples (eval, explore), run on every task beside the recipe's.
 ALT_TARGET_SCALES = {(1.0, 1.15): (1.15, 2.3), (1.15, 2.3): (1.0, 1.15)}
+# The previous default model: a timestep embedding on every token. The scales, ablation and
+# low-return runs were made with it and keep it (stated in the report); the recipe's table runs it
+# beside the recipe on every task.
+TIMESTEP = ["model.timestep_embedding=true"]
 # The ablation and the low-return runs were made when the recipe's target multiples were 1.0x /
 # 1.15x; they keep that base (stated in the report), whose Hopper runs are the scales table's.
 CONSERVATIVE_SCALES = (1.0, 1.15)
-CONSERVATIVE = ["train.eval_target_scale=1", "train.explore_target_scale=1.15"]
+CONSERVATIVE = ["train.eval_target_scale=1", "train.explore_target_scale=1.15", *TIMESTEP]
 # One ingredient of that base changed at a time: name -> (what, overrides).
 ABLATION_TASK = "Hopper-v5"
 ABLATIONS = {
@@ -60,7 +67,7 @@ ABLATIONS = {
 # Low-return data: the recipe from `filtered` random attempts (the top 10% of uniform-random
 # episodes), without and with the RL-gradient option.
 LOW_TASKS = ("InvertedPendulum-v5", "Hopper-v5")
-LOW_DATA = ["experts.source=filtered", *CONSERVATIVE]
+LOW_DATA = ["experts.source=filtered", *CONSERVATIVE]  # with the timestep embedding, as CONSERVATIVE
 CRITIC = ["learner.critic_weight=2.5"]
 # D4RL reference returns (random, expert) used by the ODT paper's normalized scores (x100).
 D4RL_REFERENCE = {"Hopper-v5": (-20.272305, 3234.3), "HalfCheetah-v5": (-280.178953, 12135.0),
@@ -262,9 +269,12 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
     base = config_mod.load(config)
     results: dict[str, list[dict]] = {}
     curves: dict[str, dict[str, list[dict]]] = {}
+    timestep: dict[str, list[dict]] = {}
     for task in tasks:
-        results[task], runs = medium_runs(config, task, MEDIUM_SEEDS.get(task, SEEDS), [], RUNS_DIR / "medium", task)
-        curves[task] = {"online fine-tuning": runs}
+        seeds = MEDIUM_SEEDS.get(task, SEEDS)
+        results[task], runs = medium_runs(config, task, seeds, [], RUNS_DIR / "medium", task)
+        timestep[task], ts_runs = medium_runs(config, task, seeds, TIMESTEP, RUNS_DIR / "medium-timestep", task)
+        curves[task] = {"recipe": runs, "with timestep embedding": ts_runs}
     offline = {task: float(np.mean([r["offline_score"] for r in rs])) for task, rs in results.items()}
     plot_online(curves, offline, "env_steps", out / "learning_medium_steps.png",
                 "from medium data: online fine-tuning against online env steps")
@@ -275,9 +285,21 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
         paper = ODT_PAPER.get(task)
         rows.append([*gain_row(task, rs),
                      f"{paper[0]} -> {paper[1]} ({paper[1] - paper[0]:+.1f}) after 200k" if paper else "-"])
+    ts_rows = []
+    for task in tasks:
+        diff = mean_ci([r["final_score"] - t["final_score"] for r, t in zip(results[task], timestep[task])])
+        ts_rows += [[*gain_row(f"{task}, recipe", results[task]), ""],
+                    [*gain_row(f"{task}, with timestep embedding", timestep[task]),
+                     f"{-diff[0]:+.1f} ± {diff[1]:.1f}"]]
+    ts_md = ("### The timestep embedding: the recipe against the same with `model.timestep_embedding=true` (the "
+             "previous default: an embedding of the step's index added to every token), same seeds\n\n"
+             "\"with - without (final)\" is the final score's difference, paired by seed (mean ± 95% Student-t "
+             "interval):\n\n"
+             + markdown_table(["task, model", "seeds", "offline", "after online", "online gain", "online env steps",
+                               "per seed", "with - without (final)"], ts_rows) + "\n")
     recipe_scales = (base.train.eval_target_scale, base.train.explore_target_scale)
-    scales, scales_md = scales_suite(config, results, recipe_scales)
-    with_base = results if recipe_scales == CONSERVATIVE_SCALES else scales["results"]
+    scales, scales_md = scales_suite(config, timestep, recipe_scales)
+    with_base = timestep if recipe_scales == CONSERVATIVE_SCALES else scales["results"]
     ablation, ablation_md = ablation_suite(config, with_base.get(ABLATION_TASK), out)
     md = ("## From medium data (configs/bench/mujoco-medium.yaml)\n\n"
           f"Offline pretraining ({base.train.pretrain_updates} updates at batch {base.train.batch_size}) on "
@@ -296,27 +318,31 @@ def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
           "thread, OMP_NUM_THREADS=1) with one other run on the machine's second core:\n\n"
           + markdown_table(["task", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "ODT paper (D4RL medium)"], rows)
-          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + scales_md + "\n" + ablation_md)
-    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results, "target_scales": scales,
-            "curves": {t: [{k: v.tolist() for k, v in c.items()} for c in cs["online fine-tuning"]]
-                       for t, cs in curves.items()},
+          + "\n\n![](learning_medium_steps.png)\n![](learning_medium_wall.png)\n\n" + ts_md + "\n" + scales_md
+          + "\n" + ablation_md)
+    return {"tasks": tasks, "config": str(config.relative_to(ROOT)), "results": results, "with_timestep": timestep,
+            "target_scales": scales,
+            "curves": {t: [{k: v.tolist() for k, v in c.items()} for c in cs["recipe"]] for t, cs in curves.items()},
             "ablation": ablation}, md
 
 
 def scales_suite(config: Path, recipe: dict[str, list[dict]], recipe_scales: tuple[float, float]
                  ) -> tuple[dict, str]:
-    """Every task of the table again with the other pair of return-target multiples, same seeds."""
+    """Every task of the table again with the other pair of return-target multiples, same seeds, both
+    with the timestep embedding (`recipe`: the recipe's runs with it)."""
     alt = ALT_TARGET_SCALES[recipe_scales]
-    overrides = [f"train.eval_target_scale={alt[0]:g}", f"train.explore_target_scale={alt[1]:g}"]
+    overrides = [f"train.eval_target_scale={alt[0]:g}", f"train.explore_target_scale={alt[1]:g}", *TIMESTEP]
     rows, data = [], {"recipe": list(recipe_scales), "other": list(alt), "results": {}}
     for task, rs in recipe.items():
+        rs = [r for r in rs if r["seed"] in SCALES_SEEDS.get(task, SEEDS)]
         other, _ = medium_runs(config, task, [r["seed"] for r in rs], overrides,
                                RUNS_DIR / f"scales-{alt[0]:g}-{alt[1]:g}", task)
         data["results"][task] = other
-        rows += [gain_row(f"{task}, {scales_label(recipe_scales)} (recipe)", rs),
+        rows += [gain_row(f"{task}, {scales_label(recipe_scales)} (recipe's)", rs),
                  gain_row(f"{task}, {scales_label(alt)}", other)]
     md = ("### Return-target multiples (evaluation / exploration, of the top tenth's distance from the random "
-          "return): the recipe's against the other pair, same seeds\n\n"
+          "return): the recipe's against the other pair, same seeds, both with the timestep embedding (run "
+          "when it was the default)\n\n"
           + markdown_table(["task, multiples", "seeds", "offline", "after online", "online gain",
                             "online env steps", "per seed"], rows) + "\n")
     return data, md
@@ -333,8 +359,9 @@ def ablation_suite(config: Path, base: list[dict] | None, out: Path) -> tuple[di
                             name.replace(" ", "-"))
         data["variants"][name] = {"what": what, "overrides": overrides, "results": rs}
         rows.append([*gain_row(name, rs), what])
-    md = (f"### Ablation on {ABLATION_TASK}: one ingredient changed at a time from the {label} (the runs were "
-          "made when those were the recipe's multiples), same seeds\n\n"
+    md = (f"### Ablation on {ABLATION_TASK}: one ingredient changed at a time from the {label} with the timestep "
+          "embedding (the runs were made when those were the recipe's multiples and the model's default), same "
+          "seeds\n\n"
           + markdown_table(["variant", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "change"], rows) + "\n")
     return data, md
@@ -362,7 +389,7 @@ def low_suite(quick: bool, out: Path) -> tuple[dict, str]:
                 "from filtered random attempts: ODT with and without the critic")
     md = ("## From low-return data: the RL-gradient option\n\n"
           f"The recipe of configs/bench/mujoco-medium.yaml at {scales_label(CONSERVATIVE_SCALES)} target multiples "
-          "(as the ablation), seeded with `filtered` random attempts (the top 10% of "
+          "with the timestep embedding (as the ablation), seeded with `filtered` random attempts (the top 10% of "
           "uniform-random episodes) instead of medium data, without and with `learner.critic_weight=2.5` (TD3 "
           "critics whose actor term is added to the ODT loss, agents/critic.py); same seeds, same updates and "
           "exploration steps per update, so each pair has the same online env-step budget. "

@@ -72,7 +72,7 @@ def test_terminal_steps_do_not_bootstrap():
     assert critic_loss.item() == pytest.approx(((q - 2.0) ** 2).sum(0).mean().item(), rel=1e-5)
 
 
-def _train(critic_weight, updates=600):
+def _train(critic_weight, updates=1200):
     rng = np.random.default_rng(0)
     task, eps = _bandit_data(rng)
     lengths = np.array([e.length for e in eps])
