@@ -11,7 +11,7 @@ from pathlib import Path
 
 from distributed.cli import UsageError
 
-BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning")
+BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning", "threads")
 
 
 def selected(which: list[str]) -> list[str]:
@@ -38,13 +38,14 @@ def add_parser(sub) -> None:
     from benchmarks.common import RESULTS_DIR
 
     b = sub.add_parser(
-        "bench", help="measure collection, learner, replay, scaling and learning performance",
+        "bench", help="measure collection, learner, replay, scaling, learning and thread performance",
         description="Run benchmarks side by side and write <name>.json, <name>.md and PNG plots. "
                     "collection: env steps/s of the raw simulator, frontier's rollout worker (MLP expert, ODT "
                     "policy) and RLlib's env runner; learner: trained timesteps/s against the ODT reference "
                     "implementation; replay: insert rate, sample latency, memory, learner utilization; "
                     "scaling: env steps/s against rollout actors; learning: normalized score against env "
-                    "steps and wall time.")
+                    "steps and wall time; threads: learner update time against torch threads and the OpenMP wait "
+                    "policy beside competing processes.")
     b.add_argument("which", nargs="*", metavar="BENCHMARK",
                    help=f"benchmarks to run: {', '.join(BENCHMARKS)} or all (default all)")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run, minutes)")
