@@ -195,6 +195,7 @@ class RunState:
         self.experts_done = False
         self.episodes_dropped = 0
         self.actor_restarts = 0
+        self.rollout_actors_lost = 0  # times a rollout actor was found down (Ray driver)
         self.shards_quarantined = 0  # unreadable replay shards moved aside by --resume
 
     @property
@@ -209,6 +210,7 @@ class RunState:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunState":
+        """A checkpoint's counters; one it lacks (written by an older release) keeps its default."""
         s = cls()
         s.__dict__.update(d)
         return s
@@ -324,8 +326,8 @@ class Runner:
         self.monitor.throughput(self._rates(), s.env_steps)
         compute = {"learner_device_s": s.learner_device_s, "learner_flops": s.learner_flops,
                    "actor_cpu_s": s.actor_cpu_s, "env_steps_by_source": dict(s.env_steps_by_source)}
-        faults = {"actor_restarts": s.actor_restarts, "episodes_dropped": s.episodes_dropped,
-                  "replay_shards_quarantined": s.shards_quarantined}
+        faults = {"actor_restarts": s.actor_restarts, "rollout_actors_lost": s.rollout_actors_lost,
+                  "episodes_dropped": s.episodes_dropped, "replay_shards_quarantined": s.shards_quarantined}
         data = self.monitor.summary(status, s.env_steps, s.updates, s.wall_s, compute, faults)
         if extra:
             data.update(extra)

@@ -19,11 +19,18 @@ updates, rate-limited to the configured ratio of exploration steps to online upd
 (`explore_steps_per_round` per `updates_per_round`, as the serial runner); evaluation runs on the eval actors every `train.eval_every` updates without stopping
 training; checkpoints every `checkpoint_every` updates; a final evaluation; model.safetensors.
 
-Faults: a rollout actor call that fails with `RayActorError` (the actor died and is being
-restarted, or is unreachable) is resubmitted after a pause; the restarted actor gets the
-weights with that call (every call carries the newest weights reference, applied only if newer
-than what the actor has). `summary.json` counts restarts as Ray's control store records them,
-so one death is one restart however many calls it fails.
+Faults (elastic, as RLlib's env runners): a rollout actor whose call fails with `RayActorError`
+(its process died, its node was lost) is down. The driver says so in one line, counts it
+(`faults.rollout_actors_lost`) and works around it: training goes on with the explorers left, or
+with none (the learner trains on the store); the evaluation of its tasks, and expert collection,
+move to the driver (an in-process worker) or to the actors left. Ray restarts the actor
+(`max_restarts=-1`) where it finds capacity, which may be never; until then every call to it
+fails at once (`max_task_retries=0`), so the driver probes it every PROBE_S without blocking and
+uses it again once a probe answers (the next call re-sends the weights). A call Ray queued
+before the driver first reached the actor is not failed but kept for the restart, so every
+CHECK_S the driver cancels the calls of actors Ray's control store shows restarting.
+`actor_restarts` counts restarts as Ray's control store records them, so one death is one
+restart however many calls it fails.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, TaskCancelledError
 
 from distributed.config import RunConfig
 from distributed.driver import Runner, observation_stats
@@ -51,10 +58,12 @@ LEARNER_SLIVER = 0.01
 POLL_S = 1.0
 # Seconds to wait at the end for in-flight exploration chunks (their episodes are already acknowledged).
 DRAIN_S = 60.0
-# Seconds between a failed rollout call and its resubmission (the actor is restarting meanwhile).
-RETRY_S = 1.0
-# Seconds a rollout actor may keep failing before the run gives up on it.
-RESTART_TIMEOUT_S = 300.0
+# Seconds between two probes of a lost rollout actor (a probe fails at once while it is restarting).
+PROBE_S = 1.0
+# Seconds between two looks at Ray's control store for rollout calls that may wait forever.
+CHECK_S = 5.0
+# How a rollout call fails when its actor is lost: Ray's error, or the driver's cancellation (stranded calls).
+ROLLOUT_FAILED = (RayActorError, TaskCancelledError)
 
 
 @dataclass
@@ -94,16 +103,89 @@ class RayRolloutWorker(RolloutWorker):
                 "after": self.counters(), "weights_version": self.weights_version}
 
     def collect_expert_into(self, replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, dict]:
-        """Expert episodes of `task` into the replay store (offline); returns (episodes stored,
-        collect_expert's counters)."""
-        eps, counts = collect_expert(task, kind, episodes, seed)
-        return ray.get(replay.add.remote(eps, offline=True)), counts
+        return collect_expert_into(replay, task, kind, episodes, seed)
 
     def pid(self) -> int:
         return os.getpid()
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
+
+
+def collect_expert_into(replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, dict]:
+    """Expert episodes of `task` into the replay store actor (offline); returns (episodes stored,
+    collect_expert's counters). On a rollout actor, or in the driver when none is up."""
+    eps, counts = collect_expert(task, kind, episodes, seed)
+    return ray.get(replay.add.remote(eps, offline=True)), counts
+
+
+def gcs_actor(actor) -> dict:
+    """Ray's control store (GCS) record of `actor` ("State", "NumRestarts", ...)."""
+    # ray.util.state would serve it through the dashboard, which the embedded instance does not
+    # start; the GCS table is always there.
+    return ray._private.state.actors(actor_id=actor._actor_id.hex())
+
+
+class RolloutHealth:
+    """Which rollout actors are up: the one place the driver asks before it gives one work.
+
+        health = RolloutHealth({actor: "explore-0", ...})
+        health.lost(actor, "ActorUnavailableError")  # True (and one line) if it was up
+        health.up(actor)
+        health.restored()          # actors whose probe answered since the last look: up again
+        health.stranded(actors)    # {actor: Ray's state} of those whose calls may wait forever
+
+    A lost actor is probed with `pid` every PROBE_S; `restored` never blocks. Ray may never find
+    it capacity again: a call to an actor Ray is restarting fails at once (`max_task_retries=0`),
+    but one queued before the driver first reached the actor waits for the restart.
+    """
+
+    def __init__(self, names: dict):
+        self.names = names  # actor handle -> name in the driver's lines
+        self._probes: dict = {}  # lost actor -> (its probe in flight or None, when to send the next)
+        self._next_check = 0.0  # when `stranded` looks at Ray's control store next
+
+    def up(self, actor) -> bool:
+        return actor not in self._probes
+
+    def lost(self, actor, why: str) -> bool:
+        if actor in self._probes:
+            return False
+        self._probes[actor] = (None, time.monotonic() + PROBE_S)
+        print(f"rollout actor {self.names[actor]} lost ({why}): the run goes on without it, "
+              f"its work on the actors left or the driver, until Ray restores it", flush=True)
+        return True
+
+    def stranded(self, actors) -> dict:
+        """{actor: state} of those of `actors` (ones with calls in flight) that Ray's control store
+        shows restarting or dead; looks at most every CHECK_S (else {})."""
+        if time.monotonic() < self._next_check:
+            return {}
+        self._next_check = time.monotonic() + CHECK_S
+        states = {a: gcs_actor(a)["State"] for a in set(actors) if self.up(a)}
+        return {a: state for a, state in states.items() if state in ("RESTARTING", "DEAD")}
+
+    def restored(self) -> list:
+        """Lost actors whose probe has answered since the last call (up again); sends the probes due."""
+        in_flight = [probe for probe, _ in self._probes.values() if probe is not None]
+        ready = set(ray.wait(in_flight, num_returns=len(in_flight), timeout=0)[0]) if in_flight else set()
+        now, back = time.monotonic(), []
+        for actor, (probe, due) in list(self._probes.items()):
+            if probe is None:
+                if now >= due:
+                    self._probes[actor] = (actor.pid.remote(), due)
+                continue
+            if probe not in ready:
+                continue
+            try:
+                ray.get(probe)
+            except RayActorError:
+                self._probes[actor] = (None, now + PROBE_S)
+                continue
+            del self._probes[actor]
+            print(f"rollout actor {self.names[actor]} is back", flush=True)
+            back.append(actor)
+        return back
 
 
 # Seconds to wait for a TCP connection to a given Ray address before calling it unreachable
@@ -146,10 +228,11 @@ class RayRunner(Runner):
         self._train = None  # the learner's in-flight train call, if any
         self._eval_results: list[EpisodeResult] = []  # episodes of the evaluation in flight, so far
         self._eval_targets: dict[str, float] | None = None  # return targets of the evaluation in flight
+        self._eval_weights = None  # (version, reference) the evaluation in flight runs with
+        self._local_evaluators: dict[int, RayRolloutWorker] = {}  # eval group -> its in-process stand-in
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
-        self._explore_retry: dict[int, float] = {}  # explorer whose call failed -> when to resubmit
         self._idle_explorers: list[int] = []  # explorers waiting for the exploration rate limit
-        self._failing_since: dict = {}  # actor handle -> time of its first failed call in a row
+        self.health = RolloutHealth({})  # which rollout actors are up (filled as they start)
         self._restarts_before = self.state.actor_restarts  # restarts of earlier sessions of a resumed run
         try:
             self._connect(address)
@@ -207,24 +290,32 @@ class RayRunner(Runner):
         self.learner = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=learner_res)(LearnerService).remote(
             cfg.model, self.infos, cfg.learner, cfg.seed, self.replay, cfg.train.batch_size, cfg.rollout.weights_every)
 
-    def _rollout_actor(self, tasks: list[str], mode: str, num_envs: int, index: int):
-        # max_task_retries=0: a failed call comes back to the driver, which resubmits it with
-        # the newest weights (Ray would retry it with the ones it first carried).
+    def _rollout_actor(self, args: tuple):
+        # max_task_retries=0: a failed call comes back to the driver, which gives the work to
+        # another actor or does it itself (Ray would retry it with the weights it first carried,
+        # and hold it while the actor cannot be placed).
         cls = ray.remote(num_cpus=1, resources=self._rollout_res, max_restarts=-1, max_task_retries=0,
                          scheduling_strategy="SPREAD")(RayRolloutWorker)
-        return cls.remote(tasks, self.cfg.tasks, self.cfg.model, mode, num_envs, self.cfg.seed, index)
+        return cls.remote(*args)
+
+    def _eval_args(self, i: int) -> tuple:
+        """RayRolloutWorker's arguments for eval group i: every evaluation episode of its tasks
+        side by side (one batched forward per step), as the serial runner does."""
+        cfg = self.cfg
+        group = cfg.tasks[i::cfg.rollout.eval_workers]
+        episodes = max(cfg.train.eval_episodes, cfg.train.final_eval_episodes)
+        return group, cfg.tasks, cfg.model, "eval", episodes * len(group), cfg.seed, cfg.rollout.explore_workers + i
 
     def _start_rollouts(self) -> None:
         cfg, r = self.cfg, self.cfg.rollout
         n = len(cfg.tasks)
         per_worker = max(1, math.ceil(r.envs_per_worker / n)) * n
-        self.explorers = [self._rollout_actor(cfg.tasks, "explore", per_worker, i) for i in range(r.explore_workers)]
-        # Eval actors split the tasks between them; each runs every evaluation episode of its
-        # tasks side by side (one batched forward per step), as the serial runner does.
-        groups = [cfg.tasks[i::r.eval_workers] for i in range(min(r.eval_workers, n))]
-        episodes = max(cfg.train.eval_episodes, cfg.train.final_eval_episodes)
-        self.evaluators = [self._rollout_actor(g, "eval", episodes * len(g), r.explore_workers + i)
-                           for i, g in enumerate(groups)]
+        self.explorers = [self._rollout_actor((cfg.tasks, cfg.tasks, cfg.model, "explore", per_worker, cfg.seed, i))
+                          for i in range(r.explore_workers)]
+        # Eval actors split the tasks between them.
+        self.evaluators = [self._rollout_actor(self._eval_args(i)) for i in range(min(r.eval_workers, n))]
+        self.health = RolloutHealth({**{a: f"explore-{i}" for i, a in enumerate(self.explorers)},
+                                     **{a: f"eval-{i}" for i, a in enumerate(self.evaluators)}})
 
     # -- Runner hooks --------------------------------------------------------------------
 
@@ -244,20 +335,29 @@ class RayRunner(Runner):
 
     def _count_restarts(self) -> None:
         """Rollout actor restarts, from Ray's control store (GCS)."""
-        # ray.util.state would serve the same number through the dashboard, which the
-        # embedded instance does not start; the GCS table is always there.
         try:
-            current = sum(ray._private.state.actors(actor_id=a._actor_id.hex())["NumRestarts"]
-                          for a in self.explorers + self.evaluators)
+            current = sum(gcs_actor(a)["NumRestarts"] for a in self.explorers + self.evaluators)
         except Exception:  # Ray already shut down: keep the last count
             return
         self.state.actor_restarts = self._restarts_before + current
 
-    def _failed(self, actor) -> None:
-        """A call on `actor` failed; raise if the actor has not come back for RESTART_TIMEOUT_S."""
-        first = self._failing_since.setdefault(actor, time.monotonic())
-        if time.monotonic() - first > RESTART_TIMEOUT_S:
-            raise RuntimeError(f"rollout actor {actor} has failed every call for {RESTART_TIMEOUT_S:.0f} s")
+    def _lost(self, actor, why: str) -> None:
+        """`actor` is down until its probe answers (see RolloutHealth)."""
+        if self.health.lost(actor, why):
+            self.state.rollout_actors_lost += 1
+
+    def _rollout_calls(self) -> dict:
+        """{call: actor} of the exploration and evaluation calls in flight."""
+        return {**{ref: self.explorers[i] for ref, i in self._explore_pending.items()},
+                **{ref: self.evaluators[i] for ref, (i, _) in self._eval_pending.items()}}
+
+    def _cancel_stranded(self, calls: dict) -> None:
+        """Cancel the calls ({call: actor}) of actors Ray shows restarting or dead (see RolloutHealth):
+        they come back failed, as if Ray had failed them, and their work moves."""
+        for actor, state in self.health.stranded(calls.values()).items():
+            self._lost(actor, f"Ray shows it {state.lower()}")
+            for ref in [r for r, a in calls.items() if a == actor]:
+                ray.cancel(ref)
 
     def _tick(self, phase: str) -> None:
         s = self.state
@@ -269,36 +369,40 @@ class RayRunner(Runner):
     # -- the pieces ----------------------------------------------------------------------
 
     def collect_experts(self) -> None:
-        """One call per task, spread over all rollout actors (explore and eval), straight into the store."""
+        """One call per task, spread over the rollout actors that are up (explore and eval), straight
+        into the store; in the driver while none is up."""
         cfg = self.cfg
-        actors = self.explorers + self.evaluators
         pending = {}
+
+        def book(kind: str, n: int, counts: dict) -> None:
+            self.state.add_steps(kind, counts["env_steps"])
+            self.state.actor_cpu_s += counts["cpu_s"]
+            self.state.episodes_dropped += counts["episodes_dropped"]
+            self.acknowledged_episodes += n
 
         def submit(i: int) -> None:
             spec = self.specs[i]
             kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
-            ref = actors[i % len(actors)].collect_expert_into.remote(
-                self.replay, spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
-            pending[ref] = (i, kind)
+            args = (self.replay, spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
+            up = [a for a in self.explorers + self.evaluators if self.health.up(a)]
+            if not up:
+                book(kind, *collect_expert_into(*args))
+                return
+            actor = up[i % len(up)]
+            pending[actor.collect_expert_into.remote(*args)] = (i, kind, actor)
 
         for i in range(len(self.specs)):
             submit(i)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
-                i, kind = pending.pop(ref)
+                i, kind, actor = pending.pop(ref)
                 try:
-                    n, counts = ray.get(ref)
-                except RayActorError:
-                    self._failed(actors[i % len(actors)])
-                    time.sleep(RETRY_S)
+                    book(kind, *ray.get(ref))
+                except ROLLOUT_FAILED as e:
+                    self._lost(actor, type(e).__name__)
                     submit(i)
-                    continue
-                self._failing_since.pop(actors[i % len(actors)], None)
-                self.state.add_steps(kind, counts["env_steps"])
-                self.state.actor_cpu_s += counts["cpu_s"]
-                self.state.episodes_dropped += counts["episodes_dropped"]
-                self.acknowledged_episodes += n
+            self._cancel_stranded({ref: actor for ref, (_, _, actor) in pending.items()})
             self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
         self.state.experts_done = True
 
@@ -342,26 +446,37 @@ class RayRunner(Runner):
     # -- evaluation ----------------------------------------------------------------------
 
     def _start_eval(self, episodes: int) -> None:
-        """Launch an evaluation on every eval actor unless one is still running."""
+        """Launch an evaluation on every eval actor unless one is still running; the driver
+        evaluates the groups of the actors that are down."""
         if self._eval_pending:
             return
-        version, box = self._weights
+        version, box = self._eval_weights = self._weights
         targets = self._eval_targets = self.targets(self._replay_stats, "eval")
+        down = []
         for i, actor in enumerate(self.evaluators):
-            self._eval_pending[actor.evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
+            if self.health.up(actor):
+                self._eval_pending[actor.evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
+            else:
+                down.append(i)
+        for i in down:  # after the remote calls, so they run meanwhile
+            self._book_eval(self._evaluate_in_driver(i, episodes))
+
+    def _evaluate_in_driver(self, i: int, episodes: int) -> dict:
+        """Eval group i's share of the evaluation in flight, run here (blocking): its actor is down."""
+        if i not in self._local_evaluators:
+            self._local_evaluators[i] = RayRolloutWorker(*self._eval_args(i))
+        return self._local_evaluators[i].evaluate_with(episodes, *self._eval_weights, self._eval_targets)
 
     def _eval_done(self, ref) -> None:
         i, episodes = self._eval_pending.pop(ref)
         try:
             out = ray.get(ref)
-        except RayActorError:
-            self._failed(self.evaluators[i])
-            time.sleep(RETRY_S)  # rare; the learner's current chunk keeps it busy meanwhile
-            version, box = self._weights
-            self._eval_pending[self.evaluators[i].evaluate_with.remote(episodes, version, box, self._eval_targets)] = (
-                i, episodes)
-            return
-        self._failing_since.pop(self.evaluators[i], None)
+        except ROLLOUT_FAILED as e:
+            self._lost(self.evaluators[i], type(e).__name__)
+            out = self._evaluate_in_driver(i, episodes)
+        self._book_eval(out)
+
+    def _book_eval(self, out: dict) -> None:
         self.account(out["before"], out["after"], "eval")
         self._eval_results.extend(out["episodes"])
         if not self._eval_pending:  # every group reported: one evaluation point for all tasks
@@ -392,6 +507,7 @@ class RayRunner(Runner):
                 self._explore_done(ref, resubmit=False)
             else:
                 self._eval_done(ref)
+        self._cancel_stranded(self._rollout_calls())
 
     # -- exploration ---------------------------------------------------------------------
 
@@ -411,6 +527,13 @@ class RayRunner(Runner):
         collected = self.state.env_steps_by_source.get("explore", 0) + len(self._explore_pending) * t.explore_steps_per_round
         return collected < rounds * t.explore_steps_per_round
 
+    def _use_restored(self) -> None:
+        """Explorers Ray restored wait for the rate limit again; eval actors take the next evaluation."""
+        for actor in self.health.restored():
+            if actor in self.explorers:
+                self._idle_explorers.append(self.explorers.index(actor))
+        self._explore_if_allowed()
+
     def _explore_if_allowed(self) -> None:
         """Start waiting explorers while the rate limit allows."""
         while self._idle_explorers and self._may_explore():
@@ -420,14 +543,11 @@ class RayRunner(Runner):
         i = self._explore_pending.pop(ref)
         try:
             out = ray.get(ref)
-        except RayActorError:
-            # The actor died (process killed, node lost): Ray restarts it; what it had not
-            # yet handed to the replay store is lost; the next call re-sends the weights.
-            self._failed(self.explorers[i])
-            if resubmit:
-                self._explore_retry[i] = time.monotonic() + RETRY_S
+        except ROLLOUT_FAILED as e:
+            # The actor died (process killed, node lost): what it had not yet handed to the
+            # replay store is lost; it explores again once Ray restores it (_use_restored).
+            self._lost(self.explorers[i], type(e).__name__)
             return
-        self._failing_since.pop(self.explorers[i], None)
         self.account(out["before"], out["after"], "explore")
         self.acknowledged_episodes += out["acknowledged"]
         self.explore_versions.append((i, out["weights_version"]))
@@ -465,26 +585,36 @@ class RayRunner(Runner):
         while s.updates < cfg.train.pretrain_updates:
             self._train = self.learner.train.remote(self._chunk())
             while True:
-                ready, _ = ray.wait([self._train, *self._eval_pending], num_returns=1)
-                if ready[0] == self._train:
+                ready, _ = ray.wait([self._train, *self._eval_pending], num_returns=1, timeout=POLL_S)
+                if self._train in ready:
                     break
-                self._eval_done(ready[0])
+                for ref in ready:
+                    self._eval_done(ref)
+                self._cancel_stranded(self._rollout_calls())
             self._trained(ray.get(self._train), "pretrain")
 
         # Online: exploration actors and the learner run at the same time, from the moment
         # every explorer is up (else early updates would train on expert data alone).
-        ray.wait([a.pid.remote() for a in self.explorers], num_returns=len(self.explorers))
+        probes = {self.explorers[i].pid.remote(): self.explorers[i]
+                  for i, a in enumerate(self.explorers) if self.health.up(a)}
+        while probes:
+            ready, _ = ray.wait(list(probes), num_returns=len(probes), timeout=POLL_S)
+            for ref in ready:
+                try:
+                    ray.get(ref)
+                except ROLLOUT_FAILED as e:
+                    self._lost(probes[ref], type(e).__name__)
+                del probes[ref]
+            self._cancel_stranded(probes)
         if s.updates < self.planned_updates:
-            self._idle_explorers = list(range(len(self.explorers)))
+            self._idle_explorers = [i for i, a in enumerate(self.explorers) if self.health.up(a)]
             self._explore_if_allowed()
             self._train = self.learner.train.remote(self._chunk())
         while self._train is not None:
             ready, _ = ray.wait([self._train, *self._explore_pending, *self._eval_pending], num_returns=1,
                                 timeout=POLL_S)
-            for i, due in list(self._explore_retry.items()):
-                if time.monotonic() >= due:
-                    del self._explore_retry[i]
-                    self._start_explore(i)
+            self._use_restored()
+            self._cancel_stranded(self._rollout_calls())
             for ref in ready:
                 if ref == self._train:
                     self._trained(ray.get(self._train), "online")
