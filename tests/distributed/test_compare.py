@@ -284,7 +284,7 @@ def test_freeze_trunk_trains_only_per_task_modules(tmp_path, tiny_config):
     runner.run()
     after = runner.learner.model.state_dict()
     assert torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
-    assert torch.equal(before["timestep_embed.weight"], after["timestep_embed.weight"])
+    assert torch.equal(before["rtg_embed.weight"], after["rtg_embed.weight"])  # shared embeddings are trunk
     assert not torch.equal(before["heads.0.weight"], after["heads.0.weight"])
     assert not torch.equal(before["obs_encoders.1.proj.weight"], after["obs_encoders.1.proj.weight"])
     assert freeze_trunk(runner.learner.model) < runner.learner.model.num_parameters()
