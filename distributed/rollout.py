@@ -8,8 +8,9 @@ A plain class: the serial runner calls it directly; the Ray driver makes it an a
 - "eval": deterministic actions, evaluation return targets; `evaluate` starts fresh episodes.
 Expert collection (any expert source) is `collect_expert`.
 
-An environment that raises, or returns a non-finite observation or reward, costs that
-episode only: it is dropped and counted, the environment rebuilt, and the worker goes on;
+An environment that raises (a hung step or reset too: envs/deadline.py), or returns a non-finite
+observation or reward, from a step, a reset or its build, costs that episode only: it is dropped
+and counted, the environment rebuilt, and the worker goes on;
 MAX_FAILED_IN_A_ROW failures in a row in one env (a broken env, or a policy whose actions break
 it) end the call with a RuntimeError instead of looping forever.
 """
