@@ -99,6 +99,15 @@ def node_once_up(actor, seconds: float = 60) -> str | None:
     return None
 
 
+def run_beside(runner, action) -> dict:
+    """`runner.run()` while `action` runs in a thread (it removes nodes mid-run); the summary."""
+    thread = threading.Thread(target=action)
+    thread.start()
+    summary = runner.run()
+    thread.join()
+    return summary
+
+
 def lost_lines(out: str) -> list[str]:
     """Names of the rollout actors the driver reported lost, one per line it printed."""
     return re.findall(r"^rollout actor (\S+) lost\b", out, re.M)
@@ -119,10 +128,7 @@ def test_losing_a_worker_node_mid_run(nodes, make_runner, tiny_config, tmp_path)
             nodes.remove(node)
             removed["node"] = node_id
 
-    remover = threading.Thread(target=remove_node_when_online)
-    remover.start()
-    summary = runner.run()
-    remover.join()
+    summary = run_beside(runner, remove_node_when_online)
     assert "node" in removed, "the run ended before a node could be removed"
     # The learner and the replay store sat on the head, by their custom resource.
     assert node_of(runner.learner) == node_of(runner.replay) == nodes.cluster.head_node.node_id
@@ -154,10 +160,7 @@ def test_no_capacity_left_for_the_lost_actors(nodes, make_runner, tiny_config, t
             for node in list(nodes.workers):  # no rollout capacity left anywhere
                 nodes.remove(node)
 
-    remover = threading.Thread(target=remove_every_worker_when_online)
-    remover.start()
-    summary = runner.run()
-    remover.join()
+    summary = run_beside(runner, remove_every_worker_when_online)
     assert "updates" in removed, "the run ended before the nodes could be removed"
     assert summary["status"] == "finished"
     # No explorer left: the learner trained on the store to the end.
@@ -191,10 +194,7 @@ def test_rollout_nodes_lost_while_the_actors_start(nodes, make_runner, tiny_conf
             for node in list(nodes.workers):
                 nodes.remove(node)
 
-    remover = threading.Thread(target=remove_every_worker_once_the_actors_exist)
-    remover.start()
-    summary = runner.run()
-    remover.join()
+    summary = run_beside(runner, remove_every_worker_once_the_actors_exist)
     assert summary["status"] == "finished"
     assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates
     assert summary["compute"]["env_steps_by_source"]["scripted"] > 0  # expert data, whoever collected it
