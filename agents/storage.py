@@ -37,7 +37,8 @@ def write_episodes(path: str | Path, episodes: Sequence[Episode], extra: dict | 
         arrays[f"{i}/observations"] = ep.observations
         arrays[f"{i}/actions"] = ep.actions
         arrays[f"{i}/rewards"] = ep.rewards
-        meta.append({"task": ep.task, "terminated": bool(ep.terminated), "source": ep.source, **(extra or {})})
+        success = {} if ep.success is None else {"success": bool(ep.success)}
+        meta.append({"task": ep.task, "terminated": bool(ep.terminated), "source": ep.source, **success, **(extra or {})})
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -63,6 +64,7 @@ def read_episodes(path: str | Path) -> tuple[list[Episode], list[dict]]:
                     rewards=z[f"{i}/rewards"],
                     terminated=m["terminated"],
                     source=m["source"],
+                    success=m.get("success"),
                 )
                 for i, m in enumerate(meta)
             ]

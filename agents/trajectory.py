@@ -28,6 +28,7 @@ class Episode:
     rewards: np.ndarray  # (T,) float32
     terminated: bool  # ended in a terminal state (False: truncated by a time limit)
     source: dict = field(default_factory=dict)
+    success: bool | None = None  # reached the task's success condition at some step; None: the task has none
 
     def __post_init__(self):
         T = len(self.rewards)

@@ -209,11 +209,18 @@ def cmd_eval(args) -> int:
 
     def evaluate() -> dict[str, dict]:
         returns: dict[str, list[float]] = {}
+        successes: dict[str, list[bool]] = {}
         for ep in worker.evaluate(args.episodes):
             returns.setdefault(ep.task, []).append(ep.ret)
+            if ep.success is not None:
+                successes.setdefault(ep.task, []).append(ep.success)
         return {t: {"return_mean": float(np.mean(returns[t])), "return_std": float(np.std(returns[t])),
-                    "episodes": len(returns[t]), "normalized_score": normalized_score(float(np.mean(returns[t])), *refs[t])}
+                    "episodes": len(returns[t]), "normalized_score": normalized_score(float(np.mean(returns[t])), *refs[t]),
+                    "success_rate": float(np.mean(successes[t])) if t in successes else None}
                 for t in tasks}
+
+    def success(r: dict) -> str:
+        return "" if r["success_rate"] is None else f"  success {r['success_rate']:.2f}"
 
     if args.target:  # a sweep: one evaluation per return target, every task conditioned on it
         out = {t: [] for t in tasks}
@@ -222,7 +229,7 @@ def cmd_eval(args) -> int:
             for t, r in evaluate().items():
                 out[t].append({"target": target, **r})
                 print(f"{t:28s} target {target:9.1f}  return {r['return_mean']:9.1f} ± {r['return_std']:7.1f}  "
-                      f"normalized {r['normalized_score']:.2f}  ({r['episodes']} episodes, seed {args.seed})")
+                      f"normalized {r['normalized_score']:.2f}{success(r)}  ({r['episodes']} episodes, seed {args.seed})")
     else:
         # Condition on the return targets of the run's last evaluation (data-relative targets depend
         # on its replay store); runs written before evals.jsonl recorded them use the tasks' own.
@@ -234,7 +241,7 @@ def cmd_eval(args) -> int:
         out = evaluate()
         for t, r in out.items():
             print(f"{t:28s} return {r['return_mean']:9.1f} ± {r['return_std']:7.1f}  "
-                  f"normalized {r['normalized_score']:.2f}  ({r['episodes']} episodes, seed {args.seed})")
+                  f"normalized {r['normalized_score']:.2f}{success(r)}  ({r['episodes']} episodes, seed {args.seed})")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

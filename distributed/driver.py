@@ -349,17 +349,24 @@ class Runner:
         evaluation's line in evals.jsonl records the return targets it was conditioned on
         (`targets`, the tasks' own where absent), so `frontier eval` can condition alike."""
         returns: dict[str, list[float]] = {}
+        successes: dict[str, list[bool]] = {}  # tasks with a success condition only
         for e in episodes:
             returns.setdefault(e.task, []).append(e.ret)
-        log = self.monitor.evaluation if kind == "eval" else self.monitor.exploration
+            if e.success is not None:
+                successes.setdefault(e.task, []).append(bool(e.success))
         for task, r in returns.items():
-            log(task, r, self.state.env_steps)
+            if kind == "eval":
+                self.monitor.evaluation(task, r, self.state.env_steps, successes.get(task))
+            else:
+                self.monitor.exploration(task, r, self.state.env_steps)
         if kind == "eval":
             s = self.state
             line = {"updates": s.updates, "env_steps": s.env_steps, "learner_flops": s.learner_flops,
                     "learner_device_s": s.learner_device_s, "actor_cpu_s": s.actor_cpu_s, "returns": returns,
                     "targets": {spec.name: (targets or {}).get(spec.name, spec.return_target("eval"))
                                 for spec in self.specs}}
+            if successes:
+                line["successes"] = successes
             with open(self.run_dir / "evals.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
 

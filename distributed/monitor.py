@@ -57,7 +57,7 @@ class Monitor:
         self.references = references
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.tasks = {t: {"eval_return_mean": None, "eval_return_std": 0.0, "eval_episodes": 0,
-                          "explore_return": None, "replay_timesteps": 0} for t in references}
+                          "success_rate": None, "explore_return": None, "replay_timesteps": 0} for t in references}
         self.phase = "starting"
         self.progress = (0, 0)  # (updates done, updates planned)
         self.rates: dict[str, float] = {}
@@ -76,12 +76,18 @@ class Monitor:
             tag = f"{parts[0]}/{tag_name(parts[1])}" if len(parts) == 2 else k
             self.writer.add_scalar(tag, v, step)
 
-    def evaluation(self, task: str, returns: list[float], step: int) -> None:
+    def evaluation(self, task: str, returns: list[float], step: int, successes: list[bool] | None = None) -> None:
+        """An evaluation's episode returns of `task`, and their successes where the task has a
+        success condition."""
         mean, std = float(np.mean(returns)), float(np.std(returns))
         rnd, exp = self.references[task]
         self.tasks[task].update(eval_return_mean=mean, eval_return_std=std, eval_episodes=len(returns))
         self.writer.add_scalar(f"return/{tag_name(task)}", mean, step)
         self.writer.add_scalar(f"normalized/{tag_name(task)}", normalized_score(mean, rnd, exp), step)
+        if successes:
+            rate = float(np.mean(successes))
+            self.tasks[task]["success_rate"] = rate
+            self.writer.add_scalar(f"success/{tag_name(task)}", rate, step)
 
     def exploration(self, task: str, returns: list[float], step: int) -> None:
         mean = float(np.mean(returns))
@@ -107,6 +113,7 @@ class Monitor:
             self._last_line = time.monotonic()
             scores = " ".join(
                 f"{t}={normalized_score(s['eval_return_mean'], *self.references[t]):.2f}"
+                + ("" if s["success_rate"] is None else f" (success {s['success_rate']:.2f})")
                 for t, s in self.tasks.items() if s["eval_return_mean"] is not None
             )
             self.console.print(
@@ -125,14 +132,17 @@ class Monitor:
             f"learner util {self.rates.get('learner_utilization', 0):.2f}  {getattr(self, 'wall_s', 0):.0f}s"
         )
         table = Table(box=None, header_style="bold")
-        for col in ("task", "eval return", "normalized", "explore return", "replay steps"):
+        with_success = any(s["success_rate"] is not None for s in self.tasks.values())
+        for col in ("task", "eval return", "normalized", *(("success",) if with_success else ()),
+                    "explore return", "replay steps"):
             table.add_column(col, justify="left" if col == "task" else "right")
         for task, s in self.tasks.items():
-            ev = s["eval_return_mean"]
+            ev, rate = s["eval_return_mean"], s["success_rate"]
             table.add_row(
                 task,
                 "-" if ev is None else f"{ev:.1f} ± {s['eval_return_std']:.1f}",
                 "-" if ev is None else f"{normalized_score(ev, *self.references[task]):.2f}",
+                *(("-" if rate is None else f"{rate:.2f}",) if with_success else ()),
                 "-" if s["explore_return"] is None else f"{s['explore_return']:.1f}",
                 str(s["replay_timesteps"]),
             )
@@ -150,6 +160,9 @@ class Monitor:
                 "random_return": rnd,
                 "expert_return": exp,
                 "normalized_score": normalized_score(ev, rnd, exp) if ev is not None else None,
+                # share of the last evaluation's episodes that met the task's success condition;
+                # None (null) for tasks without one, or before the first evaluation
+                "success_rate": s["success_rate"],
             }
         data = {
             "status": status,

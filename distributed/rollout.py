@@ -42,6 +42,7 @@ class _Slot:
     rewards: list
     current: object = None  # the observation the policy acts on next
     episode: int = -1  # index of the current episode in this env
+    success: bool | None = None  # the current episode met the task's success condition (None: it has none)
 
 
 class RolloutWorker:
@@ -137,6 +138,7 @@ class RolloutWorker:
                 self._fail(i, e)
         slot.episode += 1
         slot.obs, slot.actions, slot.rewards = [], [], []
+        slot.success = None if self.specs[slot.task_index].success_key is None else False
         slot.current = obs
         target = self.targets.get(slot.task_index, self.specs[slot.task_index].return_target(self.mode))
         self.policy.reset(i, slot.task_index, target)
@@ -165,7 +167,7 @@ class RolloutWorker:
         for i, a in zip(active, actions):
             slot = self.slots[i]
             try:  # the env-step boundary: any failure costs this episode only
-                next_obs, r, terminated, truncated, _ = slot.env.step(a)
+                next_obs, r, terminated, truncated, info = slot.env.step(a)
                 if not (np.isfinite(r) and np.all(np.isfinite(next_obs))):
                     raise FloatingPointError(f"non-finite step result in {self.specs[slot.task_index].name}")
             except Exception as e:
@@ -178,6 +180,8 @@ class RolloutWorker:
             slot.actions.append(a)
             slot.rewards.append(float(r))
             slot.current = next_obs
+            if slot.success is not None:
+                slot.success = slot.success or bool(info.get(self.specs[slot.task_index].success_key, False))
             stepped.append(i)
             rewards.append(float(r))
             if terminated or truncated:
@@ -196,6 +200,7 @@ class RolloutWorker:
             terminated=bool(terminated),
             source={"kind": self.mode, "policy": f"odt@{self.weights_version}", "seed": slot.seed,
                     "episode": slot.episode},
+            success=slot.success,
         )
 
     # -- modes ---------------------------------------------------------------------------

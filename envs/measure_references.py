@@ -1,4 +1,4 @@
-"""Measure random and scripted returns of every built-in task; print a markdown table.
+"""Measure random and scripted returns (and success rates) of built-in tasks; print a markdown table.
 
     python -m envs.measure_references [--episodes 20] [--seed 1000] [--tasks CartPole-v1 ...]
 
@@ -9,8 +9,19 @@ from __future__ import annotations
 import argparse
 import time
 
-from envs.references import REFERENCE_SEED, episode_returns, random_returns, reference_expert
+import numpy as np
+
+from envs.experts.base import PolicyExpert, random_controller
+from envs.references import REFERENCE_SEED, reference_expert
 from envs.registry import builtin_tasks
+
+
+def measure(source, episodes: int, seed: int) -> str:
+    """"mean ± std" of the source's returns, plus its success rate where the task has one."""
+    eps = list(source.episodes(episodes, seed))
+    ret = np.array([e.ret for e in eps])
+    success = [e.success for e in eps if e.success is not None]
+    return f"{ret.mean():.1f} ± {ret.std():.1f}" + (f" (success {np.mean(success):.2f})" if success else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,14 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     for spec in specs:
         start = time.perf_counter()
-        rnd = random_returns(spec, args.episodes, args.seed)
-        scripted = "n/a"
-        if "scripted" in spec.experts:
-            ret = episode_returns(reference_expert(spec), args.episodes, args.seed)
-            scripted = f"{ret.mean():.1f} ± {ret.std():.1f}"
+        rnd = measure(PolicyExpert(spec, random_controller, "random", "uniform-random"), args.episodes, args.seed)
+        scripted = measure(reference_expert(spec), args.episodes, args.seed) if "scripted" in spec.experts else "n/a"
         elapsed = time.perf_counter() - start
         print(
-            f"| {spec.name} | {spec.suite} | {rnd.mean():.1f} ± {rnd.std():.1f} | {scripted} "
+            f"| {spec.name} | {spec.suite} | {rnd} | {scripted} "
             f"| {args.episodes} | {seeds} | {elapsed:.0f} |",
             flush=True,
         )

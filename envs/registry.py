@@ -22,10 +22,10 @@ _plugin_errors: dict[str, str] = {}
 
 
 def builtin_tasks() -> list[TaskSpec]:
-    """Tasks of the built-in suites (classic, mujoco, atari)."""
-    from envs.suites import atari, classic, mujoco
+    """Tasks of the built-in suites (classic, mujoco, atari, metaworld)."""
+    from envs.suites import atari, classic, metaworld, mujoco
 
-    return classic.tasks() + mujoco.tasks() + atari.tasks()
+    return classic.tasks() + mujoco.tasks() + atari.tasks() + metaworld.tasks()
 
 
 def _plugin_tasks(entry_point) -> list[TaskSpec]:

@@ -30,6 +30,8 @@ class TaskSpec:
         measure them (and cache the measurement).
     target_entropy: ODT entropy target of the action distribution; None keeps the agent's
         default (see agents.spaces.TaskInfo).
+    success_key: the `info` key whose truthy value at any step of an episode marks it a success
+        (Meta-World: "success"); None: the task has no success condition, only returns.
     step_timeout_s: seconds one env step or reset may take before it counts as hung and raises
         StepTimeout, which costs its episode like any env failure (envs/deadline.py).
 
@@ -52,6 +54,7 @@ class TaskSpec:
     expert_return: float | None = None
     target_entropy: float | None = None
     step_timeout_s: float = 60.0
+    success_key: str | None = None
     # Cached TaskInfo, filled by the first info() call.
     _info: TaskInfo | None = field(default=None, init=False, repr=False, compare=False)
 

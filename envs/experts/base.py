@@ -49,7 +49,7 @@ class ExpertSource:
         None) when the env raised or returned a non-finite value. RuntimeError after
         MAX_FAILED_IN_A_ROW failures in a row: the env is broken, not unlucky."""
         try:
-            rollout = run_episode(env, controller, env_seed, noise)
+            rollout = run_episode(env, controller, env_seed, noise, self.spec.success_key)
             obs, rewards = np.asarray(rollout[0]), np.asarray(rollout[2], dtype=np.float64)
             if not np.all(np.isfinite(rewards)) or (obs.dtype.kind == "f" and not np.all(np.isfinite(obs))):
                 raise FloatingPointError("non-finite observation or reward")
@@ -77,12 +77,13 @@ class ExpertSource:
 
 
 def run_episode(
-    env: gym.Env, controller: Controller, env_seed: int, noise: float = 0.0
-) -> tuple[list, list, list, bool]:
+    env: gym.Env, controller: Controller, env_seed: int, noise: float = 0.0, success_key: str | None = None
+) -> tuple[list, list, list, bool, bool | None]:
     """Roll `controller` for one whole episode from reset(seed=env_seed).
 
     The action space is seeded with the same seed, so controllers that sample it (random
-    ones) are deterministic too. Returns (observations, actions, rewards, terminated).
+    ones) are deterministic too. Returns (observations, actions, rewards, terminated, success):
+    success is whether `info[success_key]` was truthy at some step (None without a key).
 
     `noise` > 0 perturbs the EXECUTED action (Gaussian of that std for Box actions, a
     uniform random action with that probability for Discrete) while the controller's own
@@ -98,6 +99,7 @@ def run_episode(
     if hasattr(controller, "seed"):  # stochastic controllers draw from a stream of this episode's seed
         controller.seed(int(env_seed))
     observations, actions, rewards = [], [], []
+    success = None if success_key is None else False
     while True:
         action = controller(obs, env)
         if box:
@@ -110,13 +112,16 @@ def run_episode(
             executed = int(env.action_space.sample()) if noise > 0 and rng.random() < noise else action
         observations.append(obs)
         actions.append(action)
-        obs, reward, terminated, truncated, _ = env.step(executed)
+        obs, reward, terminated, truncated, info = env.step(executed)
         rewards.append(float(reward))
+        if success_key is not None:
+            success = success or bool(info.get(success_key, False))
         if terminated or truncated:
-            return observations, actions, rewards, bool(terminated)
+            return observations, actions, rewards, bool(terminated), success
 
 
-def to_episode(task: str, observations: list, actions: list, rewards: list, terminated: bool, source: dict) -> Episode:
+def to_episode(task: str, observations: list, actions: list, rewards: list, terminated: bool, source: dict,
+               success: bool | None = None) -> Episode:
     """Stack per-step lists into an Episode with the agent-side dtypes."""
     obs = np.stack([np.asarray(o) for o in observations])
     if obs.dtype not in (np.float32, np.uint8):
@@ -132,6 +137,7 @@ def to_episode(task: str, observations: list, actions: list, rewards: list, term
         rewards=np.asarray(rewards, dtype=np.float32),
         terminated=terminated,
         source=source,
+        success=success,
     )
 
 
@@ -166,9 +172,8 @@ class PolicyExpert(ExpertSource):
                 s += 1
                 if rollout is None:
                     continue
-                obs, acts, rews, term = rollout
                 yielded += 1
-                yield to_episode(self.spec.name, obs, acts, rews, term, self._source(s - 1))
+                yield to_episode(self.spec.name, *rollout[:4], self._source(s - 1), rollout[4])
         finally:
             env.close()
 
@@ -219,11 +224,11 @@ class FilteredExpert(ExpertSource):
                     # Ties go to the earlier attempt, so the choice is deterministic.
                     kept.sort(key=lambda k: (-k[0], k[1]))
                     del kept[self.keep_per_pool :]
-                for ret, s, (obs, acts, rews, term) in kept:
+                for ret, s, rollout in kept:
                     if yielded == n:
                         break
                     yielded += 1
-                    yield to_episode(self.spec.name, obs, acts, rews, term, self._source(s))
+                    yield to_episode(self.spec.name, *rollout[:4], self._source(s), rollout[4])
         finally:
             env.close()
 

@@ -54,7 +54,9 @@ def tasks() -> list[TaskSpec]:
     # (Fu et al. 2020, REF_MAX_SCORE, v2 tasks), not a measurement. Targets follow ODT:
     # evaluate at about the expert return, explore at twice it.
     d4rl_expert = {"Hopper": 3234.3, "HalfCheetah": 12135.0, "Walker2d": 4592.3, "Ant": 3879.7}
-    random_returns = {"Hopper": 21.1, "HalfCheetah": -302.1, "Walker2d": 2.3, "Ant": -75.3}
+    # Under mujoco 3.3.0 (4.0.0 gave HalfCheetah -302.1, Ant -75.3: random-action rollouts of these
+    # two diverge chaotically between versions; 20 episodes leave Ant's mean uncertain by about 18).
+    random_returns = {"Hopper": 21.1, "HalfCheetah": -295.3, "Walker2d": 2.3, "Ant": -34.0}
     for robot, expert in d4rl_expert.items():
         out.append(
             TaskSpec(

@@ -74,3 +74,25 @@ def tasks() -> list[TaskSpec]:
             # random_return / expert_return left None: frontier measures and caches them.
         )
     ]
+
+
+def metaworld_tasks() -> list[TaskSpec]:
+    """Entry point adding a task of the Meta-World suite: reach-v3 with 150-step episodes (the
+    scripted reach succeeds within about 50 steps), built from the suite's own env and expert."""
+    from functools import partial
+
+    from envs.suites import metaworld
+
+    return [
+        TaskSpec(
+            name="Meta-World/reach-v3-150",
+            env=partial(metaworld.make_env, "reach-v3"),
+            suite="metaworld",
+            max_episode_steps=150,
+            reward_scale=0.001,
+            eval_target=1500.0,
+            explore_target=1700.0,
+            experts={"scripted": partial(metaworld.scripted, "reach-v3"), "filtered": filtered},
+            success_key="success",  # Meta-World's info["success"], met at any step
+        )
+    ]
