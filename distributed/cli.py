@@ -144,8 +144,9 @@ def _print_summary(summary: dict) -> None:
         if t["eval_return_mean"] is None:
             print(f"  {task:28s} not evaluated (stopped before its first evaluation)")
             continue
+        success = "" if t.get("success_rate") is None else f"  success {t['success_rate']:.2f}"
         print(f"  {task:28s} return {t['eval_return_mean']:9.1f} ± {t['eval_return_std']:7.1f}  "
-              f"normalized {t['normalized_score']:.2f}")
+              f"normalized {t['normalized_score']:.2f}{success}")
 
 
 # -- eval --------------------------------------------------------------------------------

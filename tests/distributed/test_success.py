@@ -8,6 +8,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.model import ModelConfig
+from distributed.cli import _print_summary
 from distributed.monitor import Monitor
 from distributed.rollout import RolloutWorker
 from envs import registry
@@ -67,6 +68,9 @@ def test_summary_tensorboard_and_terminal_report_success_rate(tmp_path, capsys):
     assert tasks["A"]["success_rate"] == 0.75 and tasks["B"]["success_rate"] is None
     assert summary["tasks"]["A"]["success_rate"] == 0.75
     assert "A=0.25 (success 0.75)" in capsys.readouterr().err
+    _print_summary(summary)
+    printed = capsys.readouterr().out
+    assert "success 0.75" in printed and printed.count("success") == 1
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert "success/A" in acc.Tags()["scalars"] and "success/B" not in acc.Tags()["scalars"]
