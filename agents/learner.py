@@ -45,11 +45,6 @@ class LearnerConfig:
     # imitation to find better actions; TD3+BC weighs its Q term 2.5 against a squared error.
     critic_weight: float = 0.0
     critic_lr: float = 3e-4  # Adam learning rate of the critics
-    # Decay of an exponential moving average of the model's parameters, which the actors act with
-    # (explore and evaluate) and the run exports; 0 acts with the raw iterate. The raw iterate of
-    # a small-batch online fit is noisy: on Hopper-v5 two checkpoints 500 updates apart returned
-    # 2,853 and 1,342 at one target. The average warms up as min(decay, (1 + t) / (10 + t)).
-    ema_decay: float = 0.0
     discount: float = 0.99  # the critics' discount factor
     device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
     bf16: bool = True  # bf16 autocast for forward and loss; used on CUDA only
@@ -66,8 +61,6 @@ class LearnerConfig:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
         if self.critic_weight < 0 or self.critic_lr <= 0:
             raise ValueError(f"critic_weight must be >= 0 and critic_lr > 0, got {self.critic_weight}, {self.critic_lr}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.discount < 1:
             raise ValueError(f"discount must be in [0, 1), got {self.discount}")
 
@@ -129,9 +122,6 @@ class Learner:
             fused=True,
         )
         self._model_params = decay + no_decay
-        # The acting average of every parameter (ema_decay > 0); buffers such as the observation
-        # statistics are set, not learned, and act as they are.
-        self._ema = ({k: p.detach().clone() for k, p in self.model.named_parameters()} if cfg.ema_decay > 0 else None)
         self.temperature_optimizer = torch.optim.Adam([self.model.log_temperature], lr=cfg.temperature_lr, betas=(0.9, 0.999))
         warmup = max(cfg.warmup_updates, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: min(1.0, (u + 1) / warmup))
@@ -190,12 +180,8 @@ class Learner:
             self.critic_optimizer.step()
             self.critic.update_target(self.target_critic)
         self.scheduler.step()
-        self.updates += 1
-        if self._ema is not None:
-            decay = min(self.cfg.ema_decay, self.updates / (self.updates + 9))
-            live = self.model.state_dict()
-            torch._foreach_lerp_(list(self._ema.values()), [live[k].detach() for k in self._ema], 1.0 - decay)
         lap("optimizer")
+        self.updates += 1
         metrics["learner/grad_norm"] = float(grad_norm)  # syncs, so update_s covers the device work
         metrics["learner/lr"] = lr
         metrics["learner/update_s"] = time.perf_counter() - start
@@ -204,23 +190,12 @@ class Learner:
         metrics["learner/flops"] = float((per_step * real_tokens).sum())
         return metrics
 
-    def acting_state(self) -> dict[str, torch.Tensor]:
-        """The state dict the actors act with: the model's, its parameters averaged when ema_decay > 0
-        (its buffers as they are)."""
-        state = self.model.state_dict()
-        return state if self._ema is None else {**state, **self._ema}
-
     def weights(self) -> dict[str, torch.Tensor]:
-        """CPU copies of the acting state dict, safe to publish while training goes on."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.acting_state().items()}
+        """CPU copies of the model's state dict, safe to publish while training goes on."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def load_weights(self, state: dict[str, torch.Tensor]):
-        """Set the model (and its average, which restarts there)."""
         self.model.load_state_dict(state)
-        if self._ema is not None:
-            live = self.model.state_dict()
-            for k, v in self._ema.items():
-                v.copy_(live[k])
 
     def state_dict(self) -> dict:
         """Everything needed to continue bit-identically: model, optimizers, schedule, counter, RNGs."""
@@ -239,8 +214,6 @@ class Learner:
             state["critic"] = self.critic.state_dict()
             state["target_critic"] = self.target_critic.state_dict()
             state["critic_optimizer"] = self.critic_optimizer.state_dict()
-        if self._ema is not None:
-            state["ema"] = dict(self._ema)
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -256,10 +229,6 @@ class Learner:
             self.critic.load_state_dict(state["critic"])
             self.target_critic.load_state_dict(state["target_critic"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        if self._ema is not None:
-            # A checkpoint written without an average starts it at the loaded model.
-            for k, v in state.get("ema", self.model.state_dict()).items():
-                self._ema[k].copy_(v)
         self.updates = int(state["updates"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if "cuda_rng" in state and self.device.type == "cuda":
@@ -287,5 +256,5 @@ class Learner:
         self.load_state_dict(state)
 
     def export_weights(self, path: str | os.PathLike):
-        """Write the acting state dict (see `acting_state`) as one safetensors file."""
-        safetensors.torch.save_file({k: v.detach().contiguous() for k, v in self.acting_state().items()}, str(path))
+        """Write the model's state dict as one safetensors file."""
+        safetensors.torch.save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()}, str(path))

@@ -424,7 +424,6 @@ class SerialRunner(Runner):
         self.learner = Learner(cfg.model, self.infos, cfg.learner, seed=cfg.seed)
         if cfg.init_from and self.resume_from is None:  # a checkpoint already holds the initialized weights
             init_weights_from(self.learner.model, Path(cfg.init_from), cfg.init_task_map)
-            self.learner.load_weights(self.learner.model.state_dict())  # the acting average starts there too
         if cfg.train.freeze_trunk:
             freeze_trunk(self.learner.model)
         self.replay = ReplayStore(self.infos, cfg.replay.capacity, cfg.replay.offline_share, cfg.model.context_len,

@@ -261,38 +261,3 @@ def test_a_non_finite_batch_stops_before_it_reaches_the_weights(tasks, model_cfg
     with pytest.raises(FloatingPointError, match="non-finite loss at update 1"):
         learner.step(batch)
     assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())
-
-
-
-def test_ema_acts_with_the_average_and_survives_a_checkpoint(tasks, model_cfg, make_episode, tmp_path):
-    """ema_decay > 0: weights() and the export hold the parameters' moving average, not the raw
-    iterate (buffers as set); a checkpoint restores the average; load_weights restarts it there."""
-    cfg = LearnerConfig(device="cpu", warmup_updates=1, ema_decay=0.9)
-    batches = _batches(tasks, make_episode, model_cfg.context_len, 20)
-    a = Learner(model_cfg, tasks, cfg, seed=0)
-    a.model.set_observation_stats(0, [1.0, 2.0, 3.0], [1.0, 1.0, 2.0])
-    init = {k: v.clone() for k, v in a.model.state_dict().items()}
-    for b in batches:
-        a.step(b)
-    live, acting = a.model.state_dict(), a.weights()
-    params = dict(a.model.named_parameters())
-    moved = [k for k in params if not torch.equal(live[k], init[k])]
-    assert "blocks.0.attn.qkv.weight" in moved
-    for k in moved:  # strictly between the start and the iterate: an average, not either end
-        assert not torch.equal(acting[k], live[k]) and not torch.equal(acting[k], init[k]), k
-    assert torch.equal(acting["obs_encoders.0.obs_mean"], torch.tensor([1.0, 2.0, 3.0]))
-    a.export_weights(tmp_path / "exported.safetensors")
-    exported = safetensors.torch.load_file(str(tmp_path / "exported.safetensors"))
-    assert all(torch.equal(exported[k], acting[k]) for k in acting)
-
-    a.save(tmp_path / "ckpt")
-    b = Learner(model_cfg, tasks, cfg, seed=1)
-    b.load(tmp_path / "ckpt")
-    assert all(torch.equal(b.weights()[k], acting[k]) for k in acting)
-    b.load_weights(init)
-    assert all(torch.equal(b.weights()[k], init[k]) for k in init)
-
-
-def test_ema_decay_must_be_below_one():
-    with pytest.raises(ValueError, match="ema_decay"):
-        LearnerConfig(ema_decay=1.0)
