@@ -194,6 +194,7 @@ class RunState:
         self.wall_s = 0.0
         self.experts_done = False
         self.episodes_dropped = 0
+        self.episodes_dropped_by_cause: dict[str, int] = {}  # "raised", "non_finite", "hung"
         self.actor_restarts = 0
         self.rollout_actors_lost = 0  # times a rollout actor was found down (Ray driver)
         self.shards_quarantined = 0  # unreadable replay shards moved aside by --resume
@@ -204,6 +205,12 @@ class RunState:
 
     def add_steps(self, source: str, n: int) -> None:
         self.env_steps_by_source[source] = self.env_steps_by_source.get(source, 0) + int(n)
+
+    def add_dropped(self, by_cause: dict[str, int]) -> None:
+        """Count dropped episodes, {cause: n} (envs.deadline.fault_cause)."""
+        for cause, n in by_cause.items():
+            self.episodes_dropped += n
+            self.episodes_dropped_by_cause[cause] = self.episodes_dropped_by_cause.get(cause, 0) + n
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -327,7 +334,8 @@ class Runner:
         compute = {"learner_device_s": s.learner_device_s, "learner_flops": s.learner_flops,
                    "actor_cpu_s": s.actor_cpu_s, "env_steps_by_source": dict(s.env_steps_by_source)}
         faults = {"actor_restarts": s.actor_restarts, "rollout_actors_lost": s.rollout_actors_lost,
-                  "episodes_dropped": s.episodes_dropped, "replay_shards_quarantined": s.shards_quarantined}
+                  "episodes_dropped": s.episodes_dropped, "episodes_dropped_by_cause": dict(s.episodes_dropped_by_cause),
+                  "replay_shards_quarantined": s.shards_quarantined}
         data = self.monitor.summary(status, s.env_steps, s.updates, s.wall_s, compute, faults)
         if extra:
             data.update(extra)
@@ -374,7 +382,7 @@ class Runner:
         """Charge a rollout worker's counters (env steps, CPU, dropped episodes) between two readings."""
         self.state.add_steps(source, after["env_steps"] - before["env_steps"])
         self.state.actor_cpu_s += after["cpu_s"] - before["cpu_s"]
-        self.state.episodes_dropped += after["episodes_dropped"] - before["episodes_dropped"]
+        self.state.add_dropped({c: n - before["dropped_by_cause"].get(c, 0) for c, n in after["dropped_by_cause"].items()})
 
     def account_update(self, metrics: dict[str, float], trained_timesteps: int) -> None:
         s = self.state
@@ -463,7 +471,7 @@ class SerialRunner(Runner):
             self.replay.add(eps, offline=True)
             self.state.add_steps(kind, counts["env_steps"])
             self.state.actor_cpu_s += counts["cpu_s"]
-            self.state.episodes_dropped += counts["episodes_dropped"]
+            self.state.add_dropped(counts["dropped_by_cause"])
             self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
         self.state.experts_done = True
 

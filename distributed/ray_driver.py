@@ -377,7 +377,7 @@ class RayRunner(Runner):
         def book(kind: str, n: int, counts: dict) -> None:
             self.state.add_steps(kind, counts["env_steps"])
             self.state.actor_cpu_s += counts["cpu_s"]
-            self.state.episodes_dropped += counts["episodes_dropped"]
+            self.state.add_dropped(counts["dropped_by_cause"])
             self.acknowledged_episodes += n
 
         def submit(i: int) -> None:

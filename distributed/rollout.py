@@ -26,6 +26,7 @@ from agents.model import DecisionTransformer, ModelConfig
 from agents.policy import Policy
 from agents.trajectory import Episode
 from envs.experts import make_expert
+from envs.deadline import fault_cause
 from envs.experts.base import MAX_FAILED_IN_A_ROW
 from envs.registry import get_task
 
@@ -74,6 +75,7 @@ class RolloutWorker:
         self._envs_built = 0
         self.env_steps = 0
         self.episodes_dropped = 0
+        self.dropped_by_cause: dict[str, int] = {}  # episodes_dropped by envs.deadline.fault_cause
         self.cpu_s = 0.0
         self._failed_in_a_row = [0] * num_envs  # per slot: drops since its last good step
         self.slots = [self._new_slot(self.task_indices[i % len(self.task_indices)]) for i in range(num_envs)]
@@ -112,7 +114,7 @@ class RolloutWorker:
             try:
                 return spec.make_env(seed=seed), seed
             except Exception as e:
-                self.episodes_dropped += 1
+                self._count_drop(e)
                 failed += 1
                 if failed >= MAX_FAILED_IN_A_ROW:
                     raise RuntimeError(f"{spec.name}: {failed} envs in a row failed to build, the last with "
@@ -143,11 +145,16 @@ class RolloutWorker:
         target = self.targets.get(slot.task_index, self.specs[slot.task_index].return_target(self.mode))
         self.policy.reset(i, slot.task_index, target)
 
+    def _count_drop(self, error: Exception) -> None:
+        self.episodes_dropped += 1
+        cause = fault_cause(error)
+        self.dropped_by_cause[cause] = self.dropped_by_cause.get(cause, 0) + 1
+
     def _fail(self, i: int, error: Exception) -> None:
         """Slot i's env failed: count the dropped episode and rebuild the env (no episode begun).
         RuntimeError after MAX_FAILED_IN_A_ROW failures in a row: broken, not unlucky, never spin."""
         slot = self.slots[i]
-        self.episodes_dropped += 1
+        self._count_drop(error)
         self._failed_in_a_row[i] += 1
         if self._failed_in_a_row[i] >= MAX_FAILED_IN_A_ROW:
             raise RuntimeError(f"{self.specs[slot.task_index].name}: {self._failed_in_a_row[i]} episodes in a "
@@ -248,14 +255,15 @@ class RolloutWorker:
         return done
 
     def counters(self) -> dict:
-        return {"env_steps": self.env_steps, "episodes_dropped": self.episodes_dropped, "cpu_s": self.cpu_s}
+        return {"env_steps": self.env_steps, "episodes_dropped": self.episodes_dropped,
+                "dropped_by_cause": dict(self.dropped_by_cause), "cpu_s": self.cpu_s}
 
 
 def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list[Episode], dict]:
     """Whole episodes from an expert source of `task`; returns (episodes, {"env_steps", "cpu_s",
-    "episodes_dropped"}). Attempts the env fails are dropped and replaced (ExpertSource)."""
+    "episodes_dropped", "dropped_by_cause"}). Attempts the env fails are dropped and replaced (ExpertSource)."""
     t0 = time.process_time()
     source = make_expert(get_task(task), kind)
     eps = list(source.episodes(episodes, seed))
     return eps, {"env_steps": source.env_steps, "cpu_s": time.process_time() - t0,
-                 "episodes_dropped": source.episodes_dropped}
+                 "episodes_dropped": source.episodes_dropped, "dropped_by_cause": dict(source.dropped_by_cause)}

@@ -22,6 +22,14 @@ class StepTimeout(TimeoutError):
     """An env step or reset ran past its deadline."""
 
 
+def fault_cause(error: BaseException) -> str:
+    """How an env call failed, for the per-cause fault counts: "hung" (ran past its deadline),
+    "non_finite" (returned NaN or inf: the env boundaries raise FloatingPointError), or "raised"."""
+    if isinstance(error, StepTimeout):
+        return "hung"
+    return "non_finite" if isinstance(error, FloatingPointError) else "raised"
+
+
 def _on_alarm(signum, frame):
     raise StepTimeout("env call ran past its deadline")
 

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.trajectory import Episode
+from envs.deadline import fault_cause
 from envs.spec import TaskSpec
 
 # controller(obs, env) -> action in the wrapped env's units ([-1, 1] for Box actions).
@@ -32,8 +33,9 @@ class ExpertSource:
     spec: the task.
     env_steps: env steps consumed so far by this source (all attempts, kept or not), so
         the cost of producing experts can be charged. Sources reading stored data add 0.
-    episodes_dropped: attempts lost to an env that raised or returned a non-finite observation
-        or reward (the episode is dropped, the env rebuilt, another env seed taken).
+    episodes_dropped: attempts lost to an env that raised, hung or returned a non-finite
+        observation or reward (the episode is dropped, the env rebuilt, another env seed taken);
+        `dropped_by_cause` splits them by `envs.deadline.fault_cause`.
     """
 
     def __init__(self, spec: TaskSpec, kind: str, policy_id: str):
@@ -42,6 +44,7 @@ class ExpertSource:
         self.policy_id = policy_id
         self.env_steps = 0
         self.episodes_dropped = 0
+        self.dropped_by_cause: dict[str, int] = {}
         self._failed_in_a_row = 0
 
     def _attempt(self, env: gym.Env, controller: Controller, env_seed: int, noise: float = 0.0) -> tuple[gym.Env, tuple | None]:
@@ -55,6 +58,8 @@ class ExpertSource:
                 raise FloatingPointError("non-finite observation or reward")
         except Exception as e:
             self.episodes_dropped += 1
+            cause = fault_cause(e)
+            self.dropped_by_cause[cause] = self.dropped_by_cause.get(cause, 0) + 1
             self._failed_in_a_row += 1
             if self._failed_in_a_row >= MAX_FAILED_IN_A_ROW:
                 raise RuntimeError(f"{self.spec.name}: {self._failed_in_a_row} expert episodes in a row failed, "

@@ -85,6 +85,7 @@ def test_a_hung_step_costs_its_episode_not_the_call(crashing):
     episodes = worker.evaluate(5)
     assert len(episodes) == 5
     assert INJECTED["hang"] >= 1 and worker.episodes_dropped == INJECTED["hang"]
+    assert worker.counters()["dropped_by_cause"] == {"hung": INJECTED["hang"]}
     assert time.monotonic() - start < 60  # each hang cost its 0.1 s deadline, not HANG_S
 
 
@@ -93,6 +94,7 @@ def test_a_reset_that_raises_is_dropped_and_counted(crashing):
     worker = RolloutWorker([name], [name], MODEL, "explore", 2, seed=0)
     worker.collect(300)
     assert INJECTED["reset_raise"] >= 1 and worker.episodes_dropped == INJECTED["reset_raise"]
+    assert worker.counters()["dropped_by_cause"] == {"raised": INJECTED["reset_raise"]}
 
 
 def test_a_run_on_crashing_envs_still_learns_counts_every_fault_and_stores_no_nan(crashing, tmp_path):
@@ -114,6 +116,8 @@ def test_a_run_on_crashing_envs_still_learns_counts_every_fault_and_stores_no_na
     assert summary["tasks"][name]["normalized_score"] >= 0.9, summary["tasks"]
     assert all(INJECTED[kind] >= 1 for kind in ("raise", "nan", "hang", "reset_raise")), INJECTED
     assert summary["faults"]["episodes_dropped"] == sum(INJECTED.values()), (summary["faults"], INJECTED)
+    assert summary["faults"]["episodes_dropped_by_cause"] == {
+        "raised": INJECTED["raise"] + INJECTED["reset_raise"], "non_finite": INJECTED["nan"], "hung": INJECTED["hang"]}
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["faults"] == summary["faults"]
     episodes = [ep for _, eps, _ in read_shards(tmp_path / "replay") for ep in eps]

@@ -39,6 +39,8 @@ def test_faulty_attempts_are_dropped_and_replaced(kind):
     source = make_expert(_faulty_cartpole(0.002, 0.002), kind)
     eps = list(source.episodes(6, seed=0))
     assert len(eps) == 6 and source.episodes_dropped > 0
+    by_cause = source.dropped_by_cause  # both injected kinds occur, and nothing else
+    assert set(by_cause) == {"raised", "non_finite"} and sum(by_cause.values()) == source.episodes_dropped
     assert all(np.all(np.isfinite(e.observations)) for e in eps)
     assert len({e.source["seed"] for e in eps}) == 6
 
