@@ -1,9 +1,12 @@
-"""Learner updates under CPU contention: torch intra-op threads and the OpenMP wait policy.
+"""Learner updates under CPU contention: torch intra-op threads, the OpenMP wait policy, and the
+thread governor (distributed/threads.py) that the serial runner uses.
 
 Each setting runs in a fresh subprocess (OpenMP reads its wait policy once, when it starts) beside
 0, 1 or 2 competing CPU-bound processes (Python busy loops), and times `Learner.step` of the
 default model (ModelConfig(), batch 64, K=20) on random data. Reported per setting and load: the
 median update time, and its ratio to one thread's at the same load, measured in the same run.
+Then the serial quick run (`frontier train configs/quick.yaml --serial`, two threads by default)
+for a fixed wall time, with the governor and with it switched off, at each load: updates made.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +26,9 @@ SETTINGS = {
     "1 thread": (1, {}),
     "2 threads, OpenMP's default wait (spins)": (2, {}),
     "2 threads, OMP_WAIT_POLICY=PASSIVE": (2, {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "governed (at most 2 threads)": (2, {"GOVERNED": "1"}),
 }
+GOVERNED = "governed (at most 2 threads)"
 LOADS = (0, 1, 2)  # competing busy processes
 
 _MEASURE = r"""
@@ -41,13 +47,38 @@ lengths = np.array([e.length for e in eps])
 learner = Learner(ModelConfig(), [task], LearnerConfig(device="cpu"), seed=0)
 batches = [make_batch([eps[i] for i in idx], starts, 20, [task])
            for idx, starts in (sample_windows(lengths, 64, rng) for _ in range(4))]
+import os
+from distributed.threads import ThreadGovernor
+governor = ThreadGovernor(int(sys.argv[1]), every_s=1.0) if os.environ.get("GOVERNED") else None
+for k in range(8):  # warm-up, and the governor's first look at the machine
+    learner.step(batches[k % 4])
+    time.sleep(0.15)
+    if governor:
+        governor.tick()
 times = []
 for k in range(int(sys.argv[2])):
+    if governor:
+        governor.tick()
     t = time.perf_counter()
     learner.step(batches[k % 4])
     times.append(time.perf_counter() - t)
-print(json.dumps(times[3:]))
+print(json.dumps(times))
 """
+
+# The serial quick run for a fixed training wall time; argv: run dir, wall seconds, "on"/"off".
+_QUICK_RUN = r"""
+import sys
+from pathlib import Path
+from distributed import config, threads
+from distributed.driver import SerialRunner
+if sys.argv[3] == "off":
+    threads.ThreadGovernor.tick = lambda self: self.threads
+cfg = config.load(Path("configs/quick.yaml"), [f"train.max_wall_s={sys.argv[2]}", "train.final_eval_episodes=1",
+                                               "train.eval_every=100000"])
+summary = SerialRunner(cfg, Path(sys.argv[1]), live=False).run()
+print("UPDATES", summary["learner_updates"])
+"""
+QUICK_RUN_WALL_S = 150
 
 
 def _busy() -> subprocess.Popen:
@@ -62,6 +93,15 @@ def _measure(threads: int, env: dict, updates: int) -> list[float]:
     out = subprocess.run([sys.executable, "-c", _MEASURE, str(threads), str(updates)], env=full_env, cwd=root,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _quick_run(run_dir: Path, wall_s: int, governor: str) -> int:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env["PYTHONPATH"] = str(root)
+    out = subprocess.run([sys.executable, "-c", _QUICK_RUN, str(run_dir), str(wall_s), governor], env=env, cwd=root,
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split("UPDATES")[-1].split()[0])
 
 
 def run(quick: bool, out: Path) -> dict:
@@ -86,7 +126,30 @@ def run(quick: bool, out: Path) -> dict:
             for name, r in results.items()]
     md = ("Median learner update (default model 128/3/4, batch 64, K=20, CPU) per torch thread setting, with "
           "0, 1 and 2 competing busy processes on the machine, each setting in a fresh process, measured "
-          f"side by side in one run ({updates - 3} timed updates each):\n\n"
+          f"side by side in one run ({updates} timed updates each):\n\n"
           + markdown_table(["setting", *(f"{n} competing" for n in LOADS)], rows) + "\n")
+
+    # The serial quick run with and without the governor, at each load.
+    wall_s = 20 if quick else QUICK_RUN_WALL_S
+    quick_runs: dict[str, dict[int, int]] = {"on": {}, "off": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for load in LOADS:
+            competitors = [_busy() for _ in range(load)]
+            try:
+                for governor in ("off", "on"):
+                    quick_runs[governor][load] = _quick_run(Path(tmp) / f"{governor}-{load}", wall_s, governor)
+                    print(f"  load {load}: quick run, governor {governor}: {quick_runs[governor][load]} updates",
+                          flush=True)
+            finally:
+                for p in competitors:
+                    p.kill()
+                    p.wait()
+    rows = [[f"governor {g}" + (" (fixed 2 threads)" if g == "off" else ""),
+             *(f"{quick_runs[g][load]} updates" for load in LOADS)] for g in ("off", "on")]
+    md += (f"\nThe serial quick run (`configs/quick.yaml --serial`, torch's default of one thread per core) for "
+           f"{wall_s} s of run wall time (`train.max_wall_s`, expert collection included), updates made, with the thread "
+           "governor off (the pool fixed at two threads) and on, side by side in one run:\n\n"
+           + markdown_table(["serial quick run", *(f"{n} competing" for n in LOADS)], rows) + "\n")
     print(md, flush=True)
-    return write_results(out, "threads", {"updates": updates, "results": results}, md)
+    return write_results(out, "threads", {"updates": updates, "results": results, "quick_run_wall_s": wall_s,
+                                          "quick_run_updates": quick_runs}, md)

@@ -37,6 +37,7 @@ from distributed.config import RunConfig
 from distributed.monitor import Monitor, write_json_atomic
 from distributed.replay import ReplayStore
 from distributed.rollout import RolloutWorker, collect_expert
+from distributed.threads import ThreadGovernor
 from envs.references import reference_returns
 from envs.registry import get_task
 
@@ -430,6 +431,9 @@ class SerialRunner(Runner):
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.learner = Learner(cfg.model, self.infos, cfg.learner, seed=cfg.seed)
+        # Sharing the machine's cores with rollouts and whatever else runs on it: size the
+        # learner's thread pool to the cores left free (distributed/threads.py).
+        self.threads = ThreadGovernor(max_threads=torch.get_num_threads())
         if cfg.init_from and self.resume_from is None:  # a checkpoint already holds the initialized weights
             init_weights_from(self.learner.model, Path(cfg.init_from), cfg.init_task_map)
         if cfg.train.freeze_trunk:
@@ -482,6 +486,7 @@ class SerialRunner(Runner):
 
     def update(self) -> None:
         batch = self.replay.sample(self.cfg.train.batch_size)
+        self.threads.tick()
         metrics = self.learner.step(batch)
         s = self.state
         s.updates = self.learner.updates
