@@ -20,7 +20,8 @@ budget, against scratch on that task at the same budget.
 Every piece of work is a job with a directory under the output directory: an expert
 dataset (`seed<s>/data/<task>`, collected once per task and seed and read by every run that
 needs it) or a normal run directory (config.yaml, tb/, checkpoints/, evals.jsonl,
-summary.json). Jobs run as Ray tasks with num_cpus=1, each waiting for the jobs it needs;
+summary.json). Jobs run as Ray tasks with one CPU each (training runs a GPU too where the cluster
+has GPUs: `job_options`), each waiting for the jobs it needs;
 `--serial` runs them in order in this process. A finished job (dataset.json, or
 summary.json with status finished) is skipped on the next invocation and an unfinished
 run resumes from its last checkpoint, so an interrupted compare continues where it stopped.
@@ -519,6 +520,15 @@ def _train(out: Path, d: Path, job: Job) -> None:
         raise RuntimeError(f"run {d} ended {summary['status']}: {summary.get('stop_reason', '')}")
 
 
+def job_options(job: Job, cluster_gpus: float) -> dict:
+    """Ray resources of one job: a CPU each, and a GPU for a training run whose learner device can
+    use one (`auto` or `cuda...`) on a cluster that has GPUs. Ray hides the GPUs from a task that
+    asks for none (it empties CUDA_VISIBLE_DEVICES), so such a run would train on the CPU."""
+    device = str(job.config.get("learner", {}).get("device", "auto")) if job.kind == "run" else "cpu"
+    wants_gpu = cluster_gpus >= 1 and (device == "auto" or device.startswith("cuda"))
+    return {"num_cpus": 1, "num_gpus": 1 if wants_gpu else 0}
+
+
 def execute(plan: Plan, out: Path, serial: bool, address: str | None = None, log=print) -> dict[str, str]:
     """Run every job of the plan; returns {job name: error} for the jobs that failed (their
     dependents are not run). Finished jobs are skipped."""
@@ -548,7 +558,8 @@ def execute(plan: Plan, out: Path, serial: bool, address: str | None = None, log
     if owns:
         ray.init(address=address) if address else ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        remote = ray.remote(max_retries=0)(run_job)
+        gpus = ray.cluster_resources().get("GPU", 0)
         # The driver submits a job once the jobs it needs have finished, in plan order, with at
         # most one job per cluster CPU in flight: earlier jobs (the main comparison, earlier
         # seeds) go first, so an interrupted compare has whole seeds rather than scattered runs.
@@ -566,7 +577,7 @@ def execute(plan: Plan, out: Path, serial: bool, address: str | None = None, log
                     errors[job.name] = "a job it needs failed"
                 elif all(d in finished for d in job.deps):
                     waiting.remove(job)
-                    running[remote.options(name=job.name).remote(str(out), job)] = job.name
+                    running[remote.options(name=job.name, **job_options(job, gpus)).remote(str(out), job)] = job.name
             if not running:
                 break
             ready, _ = ray.wait(list(running), num_returns=1)

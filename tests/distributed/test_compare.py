@@ -1,6 +1,7 @@
 """`frontier compare`: spec checks, closest-source selection, budget and cost accounting,
 init_from / freeze_trunk, resuming, the Ray executor and the report."""
 import copy
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from agents.model import DecisionTransformer
 from distributed import config as config_mod
 from distributed.cli import main
-from distributed.compare import (Arm, Job, Plan, execute, job_done, load_spec, make_plan, run_job, same_spaces,
+from distributed.compare import (Arm, Job, Plan, execute, job_done, job_options, load_spec, make_plan, run_job, same_spaces,
                                  select_closest, spec_from_dict)
 from distributed.compare_report import arm_offset, arm_record, expert_cost, write_report
 from distributed.driver import SerialRunner, freeze_trunk, init_weights_from
@@ -342,6 +343,33 @@ def test_report_files_and_numbers(done_compare):
     assert "final/peak" in (out / "report.md").read_text()
     for run in ("seed0/arm/generalist", "seed0/matrix/CartPole-v1--Pendulum-v1"):
         assert any((out / run / "tb").iterdir())  # TensorBoard for every run
+
+
+def test_training_jobs_ask_ray_for_a_gpu_when_the_cluster_has_one():
+    spec = spec_from_dict(tiny(matrix_flops=0))
+    plan = make_plan(spec, Path("unused"))
+    run = next(j for j in plan.jobs if j.kind == "run")
+    data = next(j for j in plan.jobs if j.kind == "data")
+    assert job_options(run, cluster_gpus=1) == {"num_cpus": 1, "num_gpus": 1}  # device "auto"
+    assert job_options(run, cluster_gpus=0) == {"num_cpus": 1, "num_gpus": 0}
+    assert job_options(data, cluster_gpus=4)["num_gpus"] == 0
+    on_cpu = dataclasses.replace(run, config={**run.config, "learner": {"device": "cpu"}})
+    assert job_options(on_cpu, cluster_gpus=4)["num_gpus"] == 0
+
+
+def test_ray_executor_schedules_gpu_jobs_on_a_cluster_with_a_gpu(tmp_path):
+    """A local Ray with one (fake) GPU: the runs ask for it, one at a time, and all finish."""
+    import ray
+
+    spec = spec_from_dict(tiny(matrix_flops=0))
+    plan = closure(make_plan(spec, tmp_path), "seed0/arm/specialist")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
+    try:
+        assert ray.cluster_resources().get("GPU") == 1
+        assert execute(plan, tmp_path, serial=False, log=lambda m: None) == {}
+    finally:
+        ray.shutdown()
+    assert all(job_done(tmp_path, j) for j in plan.jobs)
 
 
 def test_ray_executor_runs_jobs_as_tasks(tmp_path):
