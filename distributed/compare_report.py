@@ -304,6 +304,10 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
     return results
 
 
+# Scores are reported to two decimals; differences below half of that are ties, not wins.
+SCORE_TIE = 0.005
+
+
 def _findings(spec: CompareSpec, agg: dict, points: dict, gains: dict, frontiers: dict) -> list[str]:
     """Plain statements read off the numbers."""
     lines = []
@@ -317,7 +321,8 @@ def _findings(spec: CompareSpec, agg: dict, points: dict, gains: dict, frontiers
     if "generalist" in agg and "specialist" in agg:
         g, s = agg["generalist"], agg["specialist"]
         overlap = not (g["final_ci"][0] > s["final_ci"][1] or s["final_ci"][0] > g["final_ci"][1])
-        verdict = "beats" if g["final_iqm"] > s["final_iqm"] else "loses to" if g["final_iqm"] < s["final_iqm"] else "ties"
+        diff = g["final_iqm"] - s["final_iqm"]
+        verdict = "beats" if diff >= SCORE_TIE else "loses to" if diff <= -SCORE_TIE else "ties"
         lines.append(f"The generalist {verdict} the specialist at equal learner FLOPs ({g['final_iqm']:.2f} vs "
                      f"{s['final_iqm']:.2f})" + ("; the 95% CIs overlap, so with these seeds the difference is not "
                                                  "resolved." if overlap else "; the 95% CIs do not overlap."))
@@ -326,7 +331,7 @@ def _findings(spec: CompareSpec, agg: dict, points: dict, gains: dict, frontiers
         lines.append("Final IQM over the run's peak IQM (1 = the online phase kept the best it reached): " + ", ".join(
             f"{a} {agg[a]['final_to_peak']:.2f} (peak {agg[a]['peak_iqm']:.2f} at {agg[a]['peak_flops']:.2g} FLOPs)"
             for a in kept) + ".")
-    losers = [a for a in agg if "generalist" in agg and agg[a]["final_iqm"] > agg["generalist"]["final_iqm"]]
+    losers = [a for a in agg if "generalist" in agg and agg[a]["final_iqm"] - agg["generalist"]["final_iqm"] >= SCORE_TIE]
     if losers:
         lines.append("Where the generalist loses: at the budget, " + ", ".join(losers) + " end higher than it.")
     for axis, label in (("flops", "learner FLOPs"), ("seconds", "total seconds")):

@@ -391,3 +391,19 @@ def test_committed_compare_specs_load_and_plan(path, tmp_path):
     spec = load_spec(path)
     plan = make_plan(spec, tmp_path)
     assert {a.name for a in plan.arms} >= {"scratch", "specialist", "related", "generalist"}
+
+
+def test_findings_call_differences_below_the_printed_precision_ties():
+    from distributed.compare_report import _findings
+
+    def arm(iqm):
+        return {"final_iqm": iqm, "final_ci": [iqm, iqm], "final_to_peak": None, "flops": {"x": [], "iqm": []},
+                "seconds": {"x": [], "iqm": []}}
+
+    agg = {"scratch": arm(1.0), "specialist": arm(1.0), "generalist": arm(0.9999)}
+    lines = _findings(None, agg, {}, {}, {"flops": [], "seconds": []})
+    assert any("The generalist ties the specialist" in line for line in lines), lines
+    assert not any("Where the generalist loses" in line for line in lines), lines
+    agg["specialist"] = arm(0.9)
+    lines = _findings(None, agg, {}, {}, {"flops": [], "seconds": []})
+    assert any("The generalist beats the specialist" in line for line in lines), lines
