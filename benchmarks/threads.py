@@ -6,7 +6,8 @@ Each setting runs in a fresh subprocess (OpenMP reads its wait policy once, when
 default model (ModelConfig(), batch 64, K=20) on random data. Reported per setting and load: the
 median update time, and its ratio to one thread's at the same load, measured in the same run.
 Then the serial quick run (`frontier train configs/quick.yaml --serial`, two threads by default)
-for a fixed wall time, with the governor and with it switched off, at each load: updates made.
+cut to QUICK_RUN_UPDATES (offline, online) updates, with the governor and with it switched off, at
+each load: its wall time (expert collection, updates, exploration and one final evaluation episode).
 """
 from __future__ import annotations
 
@@ -65,20 +66,19 @@ for k in range(int(sys.argv[2])):
 print(json.dumps(times))
 """
 
-# The serial quick run for a fixed training wall time; argv: run dir, wall seconds, "on"/"off".
+# The serial quick run cut short; argv: run dir, offline updates, online updates, governor "on"/"off".
 _QUICK_RUN = r"""
 import sys
 from pathlib import Path
-from distributed import config, threads
-from distributed.driver import SerialRunner
-if sys.argv[3] == "off":
+from benchmarks.learning import train
+from distributed import threads
+if sys.argv[4] == "off":
     threads.ThreadGovernor.tick = lambda self: self.threads
-cfg = config.load(Path("configs/quick.yaml"), [f"train.max_wall_s={sys.argv[2]}", "train.final_eval_episodes=1",
-                                               "train.eval_every=100000"])
-summary = SerialRunner(cfg, Path(sys.argv[1]), live=False).run()
-print("UPDATES", summary["learner_updates"])
+summary = train(Path("configs/quick.yaml"), [f"train.pretrain_updates={sys.argv[2]}", f"train.online_updates={sys.argv[3]}",
+                                             "train.final_eval_episodes=1", "train.eval_every=100000"], Path(sys.argv[1]))
+print("WALL", summary["wall_s"])
 """
-QUICK_RUN_WALL_S = 150
+QUICK_RUN_UPDATES = (400, 200)
 
 
 def _busy() -> subprocess.Popen:
@@ -95,13 +95,13 @@ def _measure(threads: int, env: dict, updates: int) -> list[float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _quick_run(run_dir: Path, wall_s: int, governor: str) -> int:
+def _quick_run(run_dir: Path, updates: tuple[int, int], governor: str) -> float:
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = str(root)
-    out = subprocess.run([sys.executable, "-c", _QUICK_RUN, str(run_dir), str(wall_s), governor], env=env, cwd=root,
-                         capture_output=True, text=True, check=True)
-    return int(out.stdout.split("UPDATES")[-1].split()[0])
+    out = subprocess.run([sys.executable, "-c", _QUICK_RUN, str(run_dir), *map(str, updates), governor], env=env,
+                         cwd=root, capture_output=True, text=True, check=True)
+    return float(out.stdout.split("WALL")[-1].split()[0])
 
 
 def run(quick: bool, out: Path) -> dict:
@@ -130,26 +130,27 @@ def run(quick: bool, out: Path) -> dict:
           + markdown_table(["setting", *(f"{n} competing" for n in LOADS)], rows) + "\n")
 
     # The serial quick run with and without the governor, at each load.
-    wall_s = 20 if quick else QUICK_RUN_WALL_S
-    quick_runs: dict[str, dict[int, int]] = {"on": {}, "off": {}}
+    cut = (40, 20) if quick else QUICK_RUN_UPDATES
+    quick_runs: dict[str, dict[int, float]] = {"on": {}, "off": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for load in LOADS:
             competitors = [_busy() for _ in range(load)]
             try:
                 for governor in ("off", "on"):
-                    quick_runs[governor][load] = _quick_run(Path(tmp) / f"{governor}-{load}", wall_s, governor)
-                    print(f"  load {load}: quick run, governor {governor}: {quick_runs[governor][load]} updates",
+                    quick_runs[governor][load] = _quick_run(Path(tmp) / f"{governor}-{load}", cut, governor)
+                    print(f"  load {load}: quick run, governor {governor}: {quick_runs[governor][load]:.0f} s",
                           flush=True)
             finally:
                 for p in competitors:
                     p.kill()
                     p.wait()
     rows = [[f"governor {g}" + (" (fixed 2 threads)" if g == "off" else ""),
-             *(f"{quick_runs[g][load]} updates" for load in LOADS)] for g in ("off", "on")]
-    md += (f"\nThe serial quick run (`configs/quick.yaml --serial`, torch's default of one thread per core) for "
-           f"{wall_s} s of run wall time (`train.max_wall_s`, expert collection included), updates made, with the thread "
-           "governor off (the pool fixed at two threads) and on, side by side in one run:\n\n"
+             *(f"{quick_runs[g][load]:.0f} s" for load in LOADS)] for g in ("off", "on")]
+    md += (f"\nThe serial quick run (`configs/quick.yaml --serial`, torch's default of one thread per core) cut to "
+           f"{cut[0]} offline + {cut[1]} online updates, wall time of the whole run (expert collection, updates, "
+           "exploration, one final evaluation episode per task), with the thread governor off (the pool fixed at "
+           "two threads) and on, side by side in one run:\n\n"
            + markdown_table(["serial quick run", *(f"{n} competing" for n in LOADS)], rows) + "\n")
     print(md, flush=True)
-    return write_results(out, "threads", {"updates": updates, "results": results, "quick_run_wall_s": wall_s,
-                                          "quick_run_updates": quick_runs}, md)
+    return write_results(out, "threads", {"updates": updates, "results": results, "quick_run_updates": list(cut),
+                                          "quick_run_wall_s": quick_runs}, md)
