@@ -72,6 +72,7 @@ class EpisodeResult:
 
     task: str
     ret: float
+    success: bool | None = None  # see Episode.success
 
 
 class RayRolloutWorker(RolloutWorker):
@@ -90,7 +91,7 @@ class RayRolloutWorker(RolloutWorker):
         before = self.counters()
         episodes = self.collect(min_steps)
         acknowledged = ray.get(replay.add.remote(episodes)) if episodes else 0
-        return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "acknowledged": acknowledged,
+        return {"episodes": [EpisodeResult(e.task, e.ret, e.success) for e in episodes], "acknowledged": acknowledged,
                 "before": before, "after": self.counters(), "weights_version": self.weights_version}
 
     def evaluate_with(self, episodes_per_task: int, version: int, box: list, targets: dict | None = None) -> dict:
@@ -99,7 +100,7 @@ class RayRolloutWorker(RolloutWorker):
         self.set_targets(targets or {})
         before = self.counters()
         episodes = self.evaluate(episodes_per_task)
-        return {"episodes": [EpisodeResult(e.task, e.ret) for e in episodes], "before": before,
+        return {"episodes": [EpisodeResult(e.task, e.ret, e.success) for e in episodes], "before": before,
                 "after": self.counters(), "weights_version": self.weights_version}
 
     def collect_expert_into(self, replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, dict]:
