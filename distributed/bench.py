@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from distributed.cli import UsageError
+from distributed.errors import UsageError
 
 BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning", "threads")
 

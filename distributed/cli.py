@@ -13,11 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """Bad user input: printed as one line, exit status 2."""
+from distributed.errors import USAGE_ERROR, UsageError
 
 
 def _fail(msg: str) -> None:
@@ -92,7 +88,7 @@ def _load_config(args):
         except KeyError as e:
             _fail(e.args[0])
     if not args.resume:  # expert settings are checked before any work or run directory exists
-        from envs.experts.base import make_expert
+        from envs.registry import make_expert
 
         for name in cfg.tasks:
             kind = cfg.experts.sources.get(name, cfg.experts.source)
@@ -303,9 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distributed import bench
 
     bench.add_parser(sub)
-    from distributed import compare
+    from distributed import compare_cli
 
-    compare.add_parser(sub)
+    compare_cli.add_parser(sub)
     return p
 
 
@@ -319,8 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m distributed.cli`: run the importable module's main, so this script and the
-    # command modules (collect, experts) share one UsageError class.
-    from distributed.cli import main as module_main
-
-    sys.exit(module_main())
+    sys.exit(main())

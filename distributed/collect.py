@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from distributed.cli import UsageError
+from distributed.errors import UsageError
 
 # Sources that are not a task's expert kinds: a stored dataset, a Minari dataset.
 DATASET_SOURCE = "dataset"
@@ -30,7 +30,7 @@ def default_minari_root() -> Path:
 def _check(args):
     """Validate every argument; returns (spec, expert source or None, Minari root). Raises UsageError."""
     from envs.datasets import DatasetExpert, _minari_data_path, check_minari_id, minari_dataset_dir
-    from envs.experts import make_expert
+    from envs.registry import make_expert
     from envs.registry import get_task
 
     try:

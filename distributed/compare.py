@@ -1,4 +1,5 @@
-"""`frontier compare`: generalist versus closest specialist on a target task at equal compute.
+"""The comparison behind `frontier compare` (distributed/compare_cli.py): generalist versus closest
+specialist on a target task at equal compute.
 
     frontier compare configs/compare/idp-2core.yaml                # Ray tasks, 1 CPU each
     frontier compare configs/compare/idp-2core.yaml --serial       # one process
@@ -39,10 +40,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from distributed import config as config_mod
-from distributed.cli import UsageError
 
 ARMS = ("scratch", "specialist", "related", "generalist")
 MEASURES = ("list", "spaces")
@@ -483,7 +481,7 @@ def run_job(out: str | Path, job: Job) -> dict:
 
 def _collect(d: Path, job: Job) -> None:
     from envs.datasets import DatasetWriter, ProductionTimer
-    from envs.experts import make_expert
+    from envs.registry import make_expert
     from envs.registry import get_task
 
     source = make_expert(get_task(job.task), job.config["kind"])
@@ -595,48 +593,3 @@ def execute(plan: Plan, out: Path, serial: bool, address: str | None = None, log
         if owns:
             ray.shutdown()
     return errors
-
-
-# -- the command ----------------------------------------------------------------------------
-
-
-def cmd_compare(args) -> int:
-    try:
-        spec = load_spec(args.spec)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.serial and args.address:
-        raise UsageError("--serial runs in one process without Ray; it cannot take --address")
-    out = Path(args.out or spec.out or f"runs/compare-{spec.name}")
-    saved = out / "spec.yaml"
-    if saved.is_file():
-        before = yaml.safe_load(saved.read_text())
-        if before != yaml.safe_load(Path(args.spec).read_text()):
-            raise UsageError(f"--out {out} holds a compare of a different spec ({saved}); use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    if not saved.is_file():
-        saved.write_text(Path(args.spec).read_text())
-    plan = make_plan(spec, out)
-    print(f"compare {spec.name}: target {spec.target}, {len(spec.seeds)} seeds, output {out}", flush=True)
-    errors = execute(plan, out, args.serial, args.address or os.environ.get("RAY_ADDRESS"),
-                     log=lambda m: print(m, flush=True))
-    from distributed.compare_report import write_report
-
-    results = write_report(spec, plan, out, errors)
-    print(f"report: {out / 'report.md'} ({results['status']})")
-    return 0 if not errors else 1
-
-
-def add_parser(sub) -> None:
-    """Register `frontier compare` on the CLI's subparsers."""
-    c = sub.add_parser(
-        "compare", help="generalist vs closest specialist vs scratch on a target task at equal compute",
-        description="Run the arms of a comparison spec (scratch, specialist, related, generalist with its "
-                    "zero-shot and few-shot scores, and a transfer matrix) for several seeds under one "
-                    "learner-FLOPs budget per arm, and write report.md, PNG plots and results.json. Every run "
-                    "is a normal run directory (TensorBoard in tb/). Rerunning the same command resumes.")
-    c.add_argument("spec", help="comparison spec (YAML; see configs/compare/)")
-    c.add_argument("--out", help="output directory (default: the spec's 'out', else runs/compare-<name>)")
-    c.add_argument("--serial", action="store_true", help="run every job in this process, one after another")
-    c.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local instance)")
-    c.set_defaults(func=cmd_compare)

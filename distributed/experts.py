@@ -26,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from agents.spaces import Discrete
-from distributed.cli import UsageError
+from distributed.errors import UsageError
 from envs.experts.rl import ACTIVATIONS, ZOO_DIR, MLPPolicy, RLExpert, policy_paths, read_card, save_policy, zoo_cards
 
 ALGOS = ("ppo", "sac")

@@ -325,7 +325,7 @@ def minari_dataset_dir(minari_root: str | Path, dataset_id: str) -> Path:
 
 
 def export_minari(
-    dataset_dir: str | Path, minari_root: str | Path, dataset_id: str, spec: TaskSpec | None = None
+    dataset_dir: str | Path, minari_root: str | Path, dataset_id: str, spec: TaskSpec
 ) -> Path:
     """Write our dataset as the Minari dataset `dataset_id` under `minari_root` (local only).
 
@@ -339,11 +339,8 @@ def export_minari(
     import minari
     from minari.data_collector import EpisodeBuffer
 
-    from envs.registry import get_task
-
     check_minari_id(dataset_id)
     info, episodes = load_dataset(dataset_dir)
-    spec = spec or get_task(info["task"])
     if spec.name != info["task"]:
         raise ValueError(f"dataset {dataset_dir} holds task {info['task']!r}, not {spec.name!r}")
     target = minari_dataset_dir(minari_root, dataset_id)

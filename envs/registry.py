@@ -1,7 +1,8 @@
 """The task registry: built-in suites plus plugins from the `frontier.tasks` entry-point group.
 
-    from envs.registry import all_tasks, get_task, plugin_errors
+    from envs.registry import all_tasks, get_task, make_expert, plugin_errors
     spec = get_task("CartPole-v1")
+    source = make_expert(spec, "scripted")   # or "filtered", "rl-medium", "dataset:<path>", ...
     plugin_errors()   # {"broken_plugin": "ImportError: ..."} for plugins that failed
 
 Discovery runs once per process (Ray workers are separate processes and discover again).
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from envs.datasets import DatasetExpert
+from envs.experts.base import ExpertSource
 from envs.spec import TaskSpec
 
 ENTRY_POINT_GROUP = "frontier.tasks"
@@ -72,6 +75,19 @@ def get_task(name: str) -> TaskSpec:
         broken = "".join(f"; plugin {p!r} failed to load: {e}" for p, e in sorted(_plugin_errors.items()))
         raise KeyError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}){broken}")
     return tasks[name]
+
+
+def make_expert(spec: TaskSpec, kind: str) -> ExpertSource:
+    """The task's expert source of this kind (KeyError listing the kinds it has).
+
+    `kind` "dataset:<path>" reads the dataset directory at <path> (envs.datasets), so a
+    run config can seed a task from stored data: `experts.sources: {Hopper-v5: "dataset:data/hopper"}`.
+    """
+    if kind.startswith("dataset:"):
+        return DatasetExpert(spec, kind[len("dataset:"):])
+    if kind not in spec.experts:
+        raise KeyError(f"task {spec.name!r} has no expert of kind {kind!r} (kinds: {', '.join(sorted(spec.experts)) or 'none'})")
+    return spec.experts[kind](spec)
 
 
 def plugin_errors() -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Expert sources: producers of whole, provenance-tagged episodes for one task.
 
-    expert = make_expert(get_task("CartPole-v1"), "scripted")
+    expert = make_expert(get_task("CartPole-v1"), "scripted")   # envs.registry
     for ep in expert.episodes(10, seed=0):   # episode j uses env seed 0 + j
         store.add(ep)
     charge(expert.env_steps)                 # every env step it consumed
@@ -236,21 +236,6 @@ class FilteredExpert(ExpertSource):
                     yield to_episode(self.spec.name, *rollout[:4], self._source(s), rollout[4])
         finally:
             env.close()
-
-
-def make_expert(spec: TaskSpec, kind: str) -> ExpertSource:
-    """The task's expert source of this kind (KeyError listing the kinds it has).
-
-    `kind` "dataset:<path>" reads the dataset directory at <path> (envs.datasets), so a
-    run config can seed a task from stored data: `experts.sources: {Hopper-v5: "dataset:data/hopper"}`.
-    """
-    if kind.startswith("dataset:"):
-        from envs.datasets import DatasetExpert  # imports this module: import it only when asked for
-
-        return DatasetExpert(spec, kind[len("dataset:"):])
-    if kind not in spec.experts:
-        raise KeyError(f"task {spec.name!r} has no expert of kind {kind!r} (kinds: {', '.join(sorted(spec.experts)) or 'none'})")
-    return spec.experts[kind](spec)
 
 
 def filtered(spec: TaskSpec) -> FilteredExpert:

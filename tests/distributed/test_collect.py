@@ -9,8 +9,7 @@ from distributed.cli import main
 from distributed.replay import ReplayStore, read_shards
 from distributed.rollout import collect_expert
 from envs.datasets import DatasetExpert, load_dataset
-from envs.experts import make_expert
-from envs.registry import get_task
+from envs.registry import get_task, make_expert
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from distributed.cli import _print_summary
 from distributed.monitor import Monitor
 from distributed.rollout import RolloutWorker
 from envs import registry
-from envs.experts import make_expert
+from envs.registry import make_expert
 
 SUCCESS_AFTER = 15  # the test env's episodes succeed once they last this many steps
 

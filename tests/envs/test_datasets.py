@@ -16,8 +16,7 @@ from envs.datasets import (
     read_dataset_info,
     write_dataset,
 )
-from envs.experts import make_expert
-from envs.registry import get_task
+from envs.registry import get_task, make_expert
 
 COST = {"env_steps": 1234, "cpu_s": 0.5, "gpu_s": 0.0}
 
@@ -158,7 +157,7 @@ def test_minari_round_trip(tmp_path, task, fixture, request):
            for i, e in enumerate(eps)]
     record = write_dataset(tmp_path / "ours", task, "scripted", eps, COST)
     root = tmp_path / "minari"
-    path = export_minari(tmp_path / "ours", root, "frontier/test-v0")
+    path = export_minari(tmp_path / "ours", root, "frontier/test-v0", get_task(task))
     assert path == root / "frontier" / "test-v0"
     import minari
 
@@ -170,7 +169,7 @@ def test_minari_round_trip(tmp_path, task, fixture, request):
     _, got = load_dataset(tmp_path / "back")
     assert_same(got, eps)
     with pytest.raises(ValueError, match="already exists"):
-        export_minari(tmp_path / "ours", root, "frontier/test-v0")
+        export_minari(tmp_path / "ours", root, "frontier/test-v0", get_task(task))
 
 
 @pytest.mark.parametrize("data_format", ["arrow", "hdf5"])

@@ -5,8 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.experts import make_expert
-from envs.registry import get_task
+from envs.registry import get_task, make_expert
 
 
 class Faulty(gym.Wrapper):

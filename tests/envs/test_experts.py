@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from envs.experts import FilteredExpert, PolicyExpert, make_expert, random_controller
+from envs.experts import FilteredExpert, PolicyExpert, random_controller
+from envs.registry import get_task, make_expert
 from envs.references import reference_returns
-from envs.registry import get_task
 
 # (task, episodes, time cap or None, margin the scripted mean must beat the random mean by).
 # Margins are half the spec's expert-random gap, except Atari, whose episodes are cut short

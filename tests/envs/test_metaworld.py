@@ -1,9 +1,8 @@
 """The Meta-World suite: spaces, seeded goals, scripted experts, success."""
 import numpy as np
 
-from envs.experts import make_expert
+from envs.registry import get_task, make_expert
 from envs.experts.base import FilteredExpert
-from envs.registry import get_task
 from envs.suites.metaworld import MT10, MT50, PREFIX
 
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from envs.experts.base import make_expert
+from envs.registry import get_task, make_expert
 from envs.experts.rl import MLPPolicy, RLExpert, policy_paths, save_policy, zoo_cards, zoo_policy
-from envs.registry import get_task
 
 REPO = Path(__file__).resolve().parents[2]
 
