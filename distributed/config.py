@@ -38,13 +38,15 @@ class ReplayConfig:
     offline_share: float = 0.5
     """Share of each task's capacity reserved for expert/offline episodes (the best by return are
     kept); used by `eviction: reserve` only."""
-    eviction: str = "reserve"
-    """Which episodes leave a full store: "reserve" keeps the best offline episodes within
-    `offline_share` for the whole run and evicts online ones first-in first-out; "odt" (ODT's
-    buffer) lets offline data fill the capacity, then each online episode replaces the worst
-    offline one, and once none is left the oldest online one: the store becomes the policy's own
-    experience instead of staying anchored to a fixed offline half (on Hopper from medium data the
-    two were within noise of each other at 3 seeds: benchmarks/results/learning.md)."""
+    eviction: str = "odt"
+    """Which episodes leave a full store: "odt" (ODT's buffer, the default) lets offline data fill
+    the capacity, then each online episode replaces the worst offline one, and once none is left
+    the oldest online one: the store becomes the policy's own experience instead of staying
+    anchored to a fixed offline half; "reserve" keeps the best offline episodes within
+    `offline_share` for the whole run and evicts online ones first-in first-out. On Hopper from
+    medium data the two were within noise of each other at 3 seeds, and on InvertedPendulum from
+    sampled-action medium data "odt" ended 0.77 / 0.81 / 0.80 where "reserve" ended 0.50 / 0.67 /
+    0.07 (benchmarks/results/learning.md)."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
 
@@ -60,16 +62,21 @@ class TrainConfig:
     updates_per_round: int = 100
     """Online updates per `explore_steps_per_round` env steps of exploration: the serial runner
     alternates the two; Ray runs them at once and rate-limits exploration to this ratio."""
-    explore_steps_per_round: int = 2000
+    explore_steps_per_round: int = 250
     """Env steps of exploration per collection call (serial: per round; Ray: per actor call).
-    Only whole episodes are kept; an episode in progress continues in the next call."""
+    Only whole episodes are kept; an episode in progress continues in the next call. The default,
+    250 per 100 updates (0.4 updates per online step; ODT: about 0.3 at four times the batch),
+    keeps the store turning over slower than the model fits it: at 1,000 per 100 updates Hopper's
+    evaluations swung by ~1,000 between checkpoints and its online gain fell from +16.4 ± 15.3 to
+    -3.2 ± 18.6 D4RL points (benchmarks/results/learning.md). Tasks limited by env steps rather
+    than stability (InvertedPendulum, the quick suite) gain from more."""
     eval_every: int = 1000
     """Evaluate every this many learner updates (and at the end)."""
     eval_episodes: int = 5
     """Evaluation episodes per task at each evaluation."""
     final_eval_episodes: int = 20
     """Evaluation episodes per task at the end of the run; these give summary.json's scores."""
-    return_targets: str = "task"
+    return_targets: str = "top"
     """Returns-to-go the policy is conditioned on: "task" uses each task's own evaluation and
     exploration targets; "data" places them above the best return stored so far (offline data
     and online episodes), at `eval_target_scale` and `explore_target_scale` times its distance
@@ -77,7 +84,9 @@ class TrainConfig:
     hopper-medium 3600 and 7200 over a best return of about 3200); "top" does the same above the
     mean return of the best 10% of the episodes stored NOW, so one lucky episode cannot push the
     targets out of the range the model was trained on, and the targets follow the store as
-    online episodes replace offline ones."""
+    online episodes replace offline ones. "top" is the default: relative to the best return ever
+    stored, exploration collapsed once one lucky episode set the targets (benchmarks/results/
+    learning.md, ablation)."""
     eval_target_scale: float = 1.15
     """With data-relative return targets: the evaluation target's distance from the random
     return, as a multiple of the reference return's (1.15: ODT's 3600 over hopper-medium's best)."""
@@ -107,6 +116,12 @@ class RolloutConfig:
     evaluation episodes of its tasks side by side."""
     weights_every: int = 50
     """The learner publishes weights every this many updates."""
+    call_timeout_s: float = 900.0
+    """Ray runs: seconds one call to a rollout actor (an exploration chunk, an evaluation, one
+    task's expert collection) may run before the driver takes the actor to be hung, kills it and
+    moves its work (Ray restarts it; its unacknowledged episodes are lost). This catches what the
+    per-step deadline (`TaskSpec.step_timeout_s`) cannot: a step stuck in C code, which no Python
+    signal handler interrupts. 0: no limit."""
 
 
 @dataclass
@@ -285,7 +300,8 @@ def validate(cfg: RunConfig) -> None:
                    "train.max_wall_s": cfg.train.max_wall_s,
                    "train.max_learner_flops": cfg.train.max_learner_flops,
                    "train.eval_target_scale": cfg.train.eval_target_scale,
-                   "train.explore_target_scale": cfg.train.explore_target_scale}.items():
+                   "train.explore_target_scale": cfg.train.explore_target_scale,
+                   "rollout.call_timeout_s": cfg.rollout.call_timeout_s}.items():
         if v < 0:
             raise ValueError(f"config key '{key}' must be >= 0, got {v}")
     if cfg.train.return_targets not in RETURN_TARGETS:

@@ -198,7 +198,10 @@ class RunState:
         self.episodes_dropped_by_cause: dict[str, int] = {}  # "raised", "non_finite", "hung"
         self.actor_restarts = 0
         self.rollout_actors_lost = 0  # times a rollout actor was found down (Ray driver)
+        self.rollout_calls_timed_out = 0  # rollout actors killed for a call past rollout.call_timeout_s (Ray driver)
         self.shards_quarantined = 0  # unreadable replay shards moved aside by --resume
+        self.core_restores = 0  # times the learner and replay store actors were rebuilt after one was lost (Ray driver)
+        self.updates_redone = 0  # updates made again since: those after the checkpoint the learner came back from
 
     @property
     def env_steps(self) -> int:
@@ -335,8 +338,10 @@ class Runner:
         compute = {"learner_device_s": s.learner_device_s, "learner_flops": s.learner_flops,
                    "actor_cpu_s": s.actor_cpu_s, "env_steps_by_source": dict(s.env_steps_by_source)}
         faults = {"actor_restarts": s.actor_restarts, "rollout_actors_lost": s.rollout_actors_lost,
+                  "rollout_calls_timed_out": s.rollout_calls_timed_out,
                   "episodes_dropped": s.episodes_dropped, "episodes_dropped_by_cause": dict(s.episodes_dropped_by_cause),
-                  "replay_shards_quarantined": s.shards_quarantined}
+                  "replay_shards_quarantined": s.shards_quarantined, "core_restores": s.core_restores,
+                  "updates_redone": s.updates_redone}
         data = self.monitor.summary(status, s.env_steps, s.updates, s.wall_s, compute, faults)
         if extra:
             data.update(extra)

@@ -28,12 +28,23 @@ move to the driver (an in-process worker) or to the actors left. Ray restarts th
 fails at once (`max_task_retries=0`), so the driver probes it every PROBE_S without blocking and
 uses it again once a probe answers (the next call re-sends the weights). A call Ray queued
 before the driver first reached the actor is not failed but kept for the restart, so every
-CHECK_S the driver cancels the calls of actors Ray's control store shows restarting.
+CHECK_S the driver cancels the calls of actors Ray's control store shows restarting. A call that
+runs past `rollout.call_timeout_s` (a step hung in C code, where the per-step deadline cannot
+reach) gets its actor killed; Ray restarts it and the same path takes over
+(`faults.rollout_calls_timed_out`).
 `actor_restarts` counts restarts as Ray's control store records them, so one death is one
 restart however many calls it fails.
+
+The learner and the replay store hold the run's state, so a lost one is rebuilt by the driver,
+not restarted by Ray: when a call fails and Ray shows either actor dead, the driver waits for the
+rollout calls in flight (what they hand to the store is persisted before it is acknowledged),
+kills both, places new ones, refills the store from `replay/` and loads the learner from the
+newest intact checkpoint, then goes on with the schedule from that checkpoint's update
+(`faults.core_restores`, `faults.updates_redone`; the learner's compute counters go back with it).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -42,10 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.exceptions import RayActorError, TaskCancelledError
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
 
 from distributed.config import RunConfig
-from distributed.driver import Runner, observation_stats
+from distributed.driver import Runner, latest_checkpoint, observation_stats
 from distributed.learner_service import LearnerService
 from distributed.replay import ReplayStore
 from distributed.rollout import RolloutWorker, collect_expert
@@ -64,6 +75,12 @@ PROBE_S = 1.0
 CHECK_S = 5.0
 # How a rollout call fails when its actor is lost: Ray's error, or the driver's cancellation (stranded calls).
 ROLLOUT_FAILED = (RayActorError, TaskCancelledError)
+# Times per session the driver rebuilds a lost learner or replay store before it gives the run up.
+MAX_CORE_RESTORES = 3
+# Seconds a no-op call to the learner or the store may take before the actor is taken to be alive but busy.
+READY_TIMEOUT_S = 60.0
+# RunState counters of the learner's work: a rebuilt learner takes them from its checkpoint.
+LEARNER_COUNTERS = ("updates", "learner_device_s", "learner_flops", "trained_timesteps")
 
 
 @dataclass
@@ -79,9 +96,13 @@ class RayRolloutWorker(RolloutWorker):
     """RolloutWorker with the calls a remote actor needs: weights by reference, episodes sent
     straight to the replay store actor, and its process id (fault tests)."""
 
+    _weights_ref: str | None = None  # the object id of the weights in use
+
     def _sync_weights(self, version: int, box: list) -> None:
-        if version > self.weights_version:
+        # By object id, not version: after a learner restore the versions start again from a checkpoint's.
+        if box[0].hex() != self._weights_ref:
             self.set_weights(version, ray.get(box[0]))
+            self._weights_ref = box[0].hex()
 
     def collect_into(self, replay, min_steps: int, version: int, box: list, targets: dict | None = None) -> dict:
         """Explore for at least `min_steps` env steps; store the finished episodes; report them.
@@ -232,18 +253,16 @@ class RayRunner(Runner):
         self._eval_weights = None  # (version, reference) the evaluation in flight runs with
         self._local_evaluators: dict[int, RayRolloutWorker] = {}  # eval group -> its in-process stand-in
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
+        self._call_started: dict = {}  # in-flight rollout call -> when it was sent (rollout.call_timeout_s)
         self._idle_explorers: list[int] = []  # explorers waiting for the exploration rate limit
         self.health = RolloutHealth({})  # which rollout actors are up (filled as they start)
+        self._needs_stats = not resume or self.resume_from is None  # the learner lacks observation statistics
         self._restarts_before = self.state.actor_restarts  # restarts of earlier sessions of a resumed run
         try:
             self._connect(address)
             self._place()
             if resume:
-                restored, quarantined = ray.get(self.replay.restore.remote(self.strict))
-                self.state.shards_quarantined += quarantined
-                stats = self._replay_stats()
-                # Expert data acknowledged before a crash is in replay/: never collect it twice.
-                self.state.experts_done |= any(v["offline_timesteps"] for v in stats.values())
+                restored = self._restore_store()
                 if self.resume_from is not None:
                     self.state.updates = ray.get(self.learner.load.remote(str(self.resume_from)))
                 print(f"resumed {self.run_dir}: {self.state.updates} updates, {restored} episodes restored",
@@ -290,6 +309,59 @@ class RayRunner(Runner):
         gpu = resources.get("GPU", 0) >= 1
         self.learner = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=learner_res)(LearnerService).remote(
             cfg.model, self.infos, cfg.learner, cfg.seed, self.replay, cfg.train.batch_size, cfg.rollout.weights_every)
+
+    def _restore_store(self) -> int:
+        """Refill the store from replay/ (after a crash or stop); returns the episodes restored."""
+        restored, quarantined = ray.get(self.replay.restore.remote(self.strict))
+        self.state.shards_quarantined += quarantined
+        # Expert data acknowledged before a crash is in replay/: never collect it twice.
+        self.state.experts_done |= any(v["offline_timesteps"] for v in self._replay_stats().values())
+        return restored
+
+    def _core_lost(self) -> str | None:
+        """"learner" or "replay store" if Ray shows that actor dead (a no-op call to it fails), else None."""
+        for name, actor in (("learner", self.learner), ("replay store", self.replay)):
+            try:
+                ray.get(actor.__ray_ready__.remote(), timeout=READY_TIMEOUT_S)
+            except RayActorError:
+                return name
+            except GetTimeoutError:  # alive, busy with a long call
+                pass
+        return None
+
+    def _restore_core(self, lost: str, error: Exception) -> None:
+        """Rebuild the learner and the store after `lost` died (see the module docstring)."""
+        s = self.state
+        ckpt = latest_checkpoint(self.run_dir)
+        print(f"{lost} actor lost ({type(error).__name__}): rebuilding the learner from "
+              f"{ckpt.name if ckpt else 'scratch'} and the replay store from replay/", flush=True)
+        self._drain_rollouts()
+        for actor in (self.learner, self.replay):
+            ray.kill(actor)
+        self._train = None
+        self._place()
+        self._restore_store()
+        updates_before = s.updates
+        saved = json.loads((ckpt / "run_state.json").read_text()) if ckpt else {}
+        for key in LEARNER_COUNTERS:
+            setattr(s, key, type(getattr(s, key))(saved.get(key, 0)))
+        if ckpt is not None:
+            ray.get(self.learner.load.remote(str(ckpt)))
+        self._needs_stats = ckpt is None  # a checkpoint carries the statistics inside the model
+        s.core_restores += 1
+        s.updates_redone += updates_before - s.updates
+
+    def _drain_rollouts(self) -> None:
+        """Book the evaluation calls in flight, and the exploration calls that land within DRAIN_S
+        (the rest are cancelled: what they stored is in replay/, their steps go uncounted)."""
+        deadline = time.monotonic() + DRAIN_S
+        while self._eval_pending or (self._explore_pending and time.monotonic() < deadline):
+            self._settle(deadline)
+        for ref in self._explore_pending:
+            ray.cancel(ref)
+            self._call_started.pop(ref, None)
+        self._explore_pending.clear()
+        self._idle_explorers = []
 
     def _rollout_actor(self, args: tuple):
         # max_task_retries=0: a failed call comes back to the driver, which gives the work to
@@ -352,9 +424,24 @@ class RayRunner(Runner):
         return {**{ref: self.explorers[i] for ref, i in self._explore_pending.items()},
                 **{ref: self.evaluators[i] for ref, (i, _) in self._eval_pending.items()}}
 
-    def _cancel_stranded(self, calls: dict) -> None:
-        """Cancel the calls ({call: actor}) of actors Ray shows restarting or dead (see RolloutHealth):
-        they come back failed, as if Ray had failed them, and their work moves."""
+    def _sent(self, ref):
+        """Note when the rollout call `ref` was sent (for rollout.call_timeout_s); returns it."""
+        self._call_started[ref] = time.monotonic()
+        return ref
+
+    def _watch_calls(self, calls: dict) -> None:
+        """Of the rollout calls in flight ({call: actor}): kill the actor of one past
+        `rollout.call_timeout_s` (hung), and cancel those of actors Ray shows restarting or dead
+        (see RolloutHealth). Either way the calls come back failed and their work moves."""
+        timeout, now = self.cfg.rollout.call_timeout_s, time.monotonic()
+        overdue = {a for ref, a in calls.items() if timeout and now - self._call_started.get(ref, now) > timeout}
+        for actor in overdue:
+            print(f"rollout actor {self.health.names[actor]}: a call ran past rollout.call_timeout_s "
+                  f"({timeout:g} s); killing it (Ray restarts it)", flush=True)
+            self.state.rollout_calls_timed_out += 1
+            for ref in [r for r, a in calls.items() if a == actor]:
+                self._call_started.pop(ref, None)
+            ray.kill(actor, no_restart=False)
         for actor, state in self.health.stranded(calls.values()).items():
             self._lost(actor, f"Ray shows it {state.lower()}")
             for ref in [r for r, a in calls.items() if a == actor]:
@@ -390,7 +477,7 @@ class RayRunner(Runner):
                 book(kind, *collect_expert_into(*args))
                 return
             actor = up[i % len(up)]
-            pending[actor.collect_expert_into.remote(*args)] = (i, kind, actor)
+            pending[self._sent(actor.collect_expert_into.remote(*args))] = (i, kind, actor)
 
         for i in range(len(self.specs)):
             submit(i)
@@ -398,12 +485,15 @@ class RayRunner(Runner):
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 i, kind, actor = pending.pop(ref)
+                self._call_started.pop(ref, None)
                 try:
                     book(kind, *ray.get(ref))
                 except ROLLOUT_FAILED as e:
+                    if isinstance(e, RayTaskError):  # the actor is up; its call to the store failed
+                        raise
                     self._lost(actor, type(e).__name__)
                     submit(i)
-            self._cancel_stranded({ref: actor for ref, (_, _, actor) in pending.items()})
+            self._watch_calls({ref: actor for ref, (_, _, actor) in pending.items()})
             self.monitor.status("experts", 0, self.planned_updates, self.state.env_steps, self.wall_s)
         self.state.experts_done = True
 
@@ -456,7 +546,7 @@ class RayRunner(Runner):
         down = []
         for i, actor in enumerate(self.evaluators):
             if self.health.up(actor):
-                self._eval_pending[actor.evaluate_with.remote(episodes, version, box, targets)] = (i, episodes)
+                self._eval_pending[self._sent(actor.evaluate_with.remote(episodes, version, box, targets))] = (i, episodes)
             else:
                 down.append(i)
         for i in down:  # after the remote calls, so they run meanwhile
@@ -470,6 +560,7 @@ class RayRunner(Runner):
 
     def _eval_done(self, ref) -> None:
         i, episodes = self._eval_pending.pop(ref)
+        self._call_started.pop(ref, None)
         try:
             out = ray.get(ref)
         except ROLLOUT_FAILED as e:
@@ -508,14 +599,14 @@ class RayRunner(Runner):
                 self._explore_done(ref, resubmit=False)
             else:
                 self._eval_done(ref)
-        self._cancel_stranded(self._rollout_calls())
+        self._watch_calls(self._rollout_calls())
 
     # -- exploration ---------------------------------------------------------------------
 
     def _start_explore(self, i: int) -> None:
         version, box = self._weights
-        ref = self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round, version, box,
-                                                    self.targets(self._replay_stats, "explore"))
+        ref = self._sent(self.explorers[i].collect_into.remote(self.replay, self.cfg.train.explore_steps_per_round,
+                                                               version, box, self.targets(self._replay_stats, "explore")))
         self._explore_pending[ref] = i
 
     def _may_explore(self) -> bool:
@@ -542,9 +633,12 @@ class RayRunner(Runner):
 
     def _explore_done(self, ref, resubmit: bool) -> None:
         i = self._explore_pending.pop(ref)
+        self._call_started.pop(ref, None)
         try:
             out = ray.get(ref)
         except ROLLOUT_FAILED as e:
+            if isinstance(e, RayTaskError):  # the actor is up; its call to the store failed (the store is lost)
+                return
             # The actor died (process killed, node lost): what it had not yet handed to the
             # replay store is lost; it explores again once Ray restores it (_use_restored).
             self._lost(self.explorers[i], type(e).__name__)
@@ -574,12 +668,26 @@ class RayRunner(Runner):
                 pass
 
     def _loop(self) -> None:
+        """The schedule; after a lost learner or store is rebuilt (at most MAX_CORE_RESTORES times),
+        the schedule again from the update the learner came back at."""
+        while True:
+            try:
+                return self._schedule()
+            except Exception as e:
+                lost = self._core_lost()
+                if lost is None or self.state.core_restores >= MAX_CORE_RESTORES:
+                    raise
+                self._restore_core(lost, e)
+
+    def _schedule(self) -> None:
         cfg, s = self.cfg, self.state
-        self._start_rollouts()
+        if not self.explorers:
+            self._start_rollouts()
         if not s.experts_done:
             self.collect_experts()
-        if self.resume_from is None:  # a checkpoint carries the statistics inside the model
+        if self._needs_stats:
             self.set_observation_stats()
+            self._needs_stats = False
         self._weights = ray.get(self.learner.weights.remote())
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).
@@ -591,7 +699,7 @@ class RayRunner(Runner):
                     break
                 for ref in ready:
                     self._eval_done(ref)
-                self._cancel_stranded(self._rollout_calls())
+                self._watch_calls(self._rollout_calls())
             self._trained(ray.get(self._train), "pretrain")
 
         # Online: exploration actors and the learner run at the same time, from the moment
@@ -606,7 +714,7 @@ class RayRunner(Runner):
                 except ROLLOUT_FAILED as e:
                     self._lost(probes[ref], type(e).__name__)
                 del probes[ref]
-            self._cancel_stranded(probes)
+            self._watch_calls(probes)
         if s.updates < self.planned_updates:
             self._idle_explorers = [i for i, a in enumerate(self.explorers) if self.health.up(a)]
             self._explore_if_allowed()
@@ -615,7 +723,7 @@ class RayRunner(Runner):
             ready, _ = ray.wait([self._train, *self._explore_pending, *self._eval_pending], num_returns=1,
                                 timeout=POLL_S)
             self._use_restored()
-            self._cancel_stranded(self._rollout_calls())
+            self._watch_calls(self._rollout_calls())
             for ref in ready:
                 if ref == self._train:
                     self._trained(ray.get(self._train), "online")

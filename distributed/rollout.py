@@ -25,10 +25,9 @@ import numpy as np
 from agents.model import DecisionTransformer, ModelConfig
 from agents.policy import Policy
 from agents.trajectory import Episode
-from envs.experts import make_expert
+from envs.registry import get_task, make_expert
 from envs.deadline import fault_cause
 from envs.experts.base import MAX_FAILED_IN_A_ROW
-from envs.registry import get_task
 
 
 @dataclass
@@ -83,9 +82,9 @@ class RolloutWorker:
     # -- weights -------------------------------------------------------------------------
 
     def set_weights(self, version: int, weights: dict) -> None:
-        if version > self.weights_version:
-            self.policy.load_weights(weights)
-            self.weights_version = version
+        """Act with `weights` from now on; `version` (the learner's update count) labels the episodes."""
+        self.policy.load_weights(weights)
+        self.weights_version = version
 
     def get_weights_version(self) -> int:
         return self.weights_version

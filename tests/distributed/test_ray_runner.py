@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from distributed.learner_service import LearnerService
 from distributed.monitor import tag_name
-from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
+from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner, gcs_actor
 from distributed.replay import ReplayStore, read_shards
 from distributed.rollout import collect_expert
 from envs.registry import get_task
@@ -143,3 +143,82 @@ def test_sigkilled_rollout_actor_is_restarted_and_run_completes(tiny_config, tmp
     out = ray.get(runner.explorers[0].collect_into.remote(runner.replay, 20, version, box))
     assert out["weights_version"] == version == summary["learner_updates"]
     assert out["after"]["env_steps"] - out["before"]["env_steps"] >= 20
+
+
+def _kill_core_actor_when_online(runner, which, after_updates, killed):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if runner.explorers and runner.state.updates >= after_updates and runner.explore_versions:
+            actor = runner.learner if which == "learner" else runner.replay
+            killed["updates"] = runner.state.updates
+            killed["pid"] = gcs_actor(actor)["Pid"]
+            os.kill(killed["pid"], signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("which", ["learner", "replay"])
+def test_sigkilled_learner_or_replay_store_is_rebuilt_and_run_completes(tiny_config, tmp_path, which):
+    cfg = tiny_config("train.online_updates=300")
+    runner = RayRunner(cfg, tmp_path, live=False)
+    killed = {}
+    # After the checkpoint at 100 updates, mid-way through the online phase.
+    after = cfg.train.pretrain_updates + 90
+    killer = threading.Thread(target=_kill_core_actor_when_online, args=(runner, which, after, killed))
+    killer.start()
+    summary = runner.run()
+    killer.join()
+    assert "pid" in killed, "the run ended before the actor could be killed"
+    assert summary["status"] == "finished", summary.get("stop_reason")
+    assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates
+    assert summary["faults"]["core_restores"] == 1
+    # Rolled back to the newest checkpoint at most `checkpoint_every` updates back.
+    assert 0 <= summary["faults"]["updates_redone"] < cfg.checkpoint_every
+    # The rebuilt store holds every episode in replay/, which holds every acknowledged one.
+    stats = ray.get(runner.replay.stats.remote())
+    on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
+    assert on_disk == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes > 0
+    # Exploration went on after the rebuild, with the rebuilt learner's weights.
+    assert max(v for _, v in runner.explore_versions) > killed["updates"]
+
+
+def _stop_explorer_when_online(runner, pretrain_updates, stopped):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if runner.explorers and runner.state.updates >= pretrain_updates + 20 and runner.explore_versions:
+            stopped["pid"] = ray.get(runner.explorers[0].pid.remote())
+            os.kill(stopped["pid"], signal.SIGSTOP)  # hung as in C code: no signal handler runs, no reply comes
+            return
+        time.sleep(0.05)
+
+
+def test_rollout_actor_hung_past_the_call_timeout_is_killed_and_replaced(tiny_config, tmp_path):
+    cfg = tiny_config("train.online_updates=300", "rollout.call_timeout_s=20")
+    runner = RayRunner(cfg, tmp_path, live=False)
+    stopped = {}
+    watcher = threading.Thread(target=_stop_explorer_when_online, args=(runner, cfg.train.pretrain_updates, stopped))
+    watcher.start()
+    try:
+        summary = runner.run()
+    finally:
+        watcher.join()
+        if "pid" in stopped:
+            try:
+                os.kill(stopped["pid"], signal.SIGKILL)  # never leave a stopped process behind
+            except ProcessLookupError:
+                pass
+    assert "pid" in stopped, "the run ended before the actor could be stopped"
+    assert summary["status"] == "finished"
+    assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates
+    assert summary["faults"]["rollout_calls_timed_out"] >= 1
+    assert summary["faults"]["actor_restarts"] >= 1
+    # Ray replaces the hung process (the restart may still be under way when the run ends).
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            new_pid = ray.get(runner.explorers[0].pid.remote(), timeout=30)
+            break
+        except ray.exceptions.ActorUnavailableError:
+            assert time.monotonic() < deadline, "Ray did not restart the killed actor"
+            time.sleep(1.0)
+    assert new_pid != stopped["pid"]
