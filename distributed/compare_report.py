@@ -1,5 +1,6 @@
 """The report of `frontier compare`: costs per arm, curves with IQM and bootstrap CIs, the Pareto
-frontier, compute to reach score levels, the transfer matrix; written as report.md, PNGs and
+frontier, compute to reach score levels (and success-rate levels for targets that define success,
+such as Meta-World's), the transfer matrix; written as report.md, PNGs and
 results.json from whatever jobs have finished (a partial run gives a report labelled partial).
 
 Cost of an arm (per seed) = its final run on T + every earlier job it used (source models,
@@ -93,16 +94,19 @@ def offset_seconds(off: dict) -> float:
 
 
 def arm_record(out: Path, arm: Arm, target: str, references: tuple[float, float]) -> dict:
-    """One arm of one seed: its curve (flops, seconds, score per evaluation) and total cost."""
+    """One arm of one seed: its curve (flops, seconds, score and success rate per evaluation; the
+    success rate None for targets without one) and total cost."""
     off = arm_offset(out, arm)
     final = out / arm.final
     summary = json.loads((final / "summary.json").read_text())
     curve = []
     for e in read_evals(final):
         ret = float(np.mean(e["returns"][target]))
+        successes = e.get("successes", {}).get(target)
         curve.append({"updates": e["updates"], "flops": off["learner_flops"] + e["learner_flops"],
                       "seconds": offset_seconds(off) + e["learner_device_s"] + e["actor_cpu_s"],
-                      "return": ret, "score": normalized_score(ret, *references)})
+                      "return": ret, "score": normalized_score(ret, *references),
+                      "success": float(np.mean(successes)) if successes else None})
     comp = summary["compute"]
     steps = dict(off["env_steps_by_source"])
     _add_steps(steps, comp["env_steps_by_source"])
@@ -118,14 +122,16 @@ def arm_record(out: Path, arm: Arm, target: str, references: tuple[float, float]
     t = summary["tasks"][target]
     return {"arm": arm.name, "seed": arm.seed, "final_return": t["eval_return_mean"],
             "final_score": t["normalized_score"], "final_episodes": t["eval_episodes"],
+            "final_success": t.get("success_rate"),
             "pretraining_flops": off["learner_flops"], "cost": total, "curve": curve}
 
 
-def aggregate_curve(records: list[dict], axis: str) -> dict:
-    """IQM and 95% bootstrap CI across seeds on a common grid of `axis` ("flops" or "seconds").
-    Each seed's score holds from one evaluation to the next; the grid covers the range where
-    every seed has been evaluated."""
-    curves = [r["curve"] for r in records if r["curve"]]
+def aggregate_curve(records: list[dict], axis: str, key: str = "score") -> dict:
+    """IQM and 95% bootstrap CI of `key` ("score" or "success") across seeds on a common grid of
+    `axis` ("flops" or "seconds"). Each seed's value holds from one evaluation to the next; the
+    grid covers the range where every seed has been evaluated."""
+    curves = [[p for p in r["curve"] if p[key] is not None] for r in records]
+    curves = [c for c in curves if c]
     if not curves:
         return {"x": [], "iqm": [], "lo": [], "hi": []}
     start = max(c[0][axis] for c in curves)
@@ -134,7 +140,7 @@ def aggregate_curve(records: list[dict], axis: str) -> dict:
     xs = xs[(xs >= start) & (xs <= end)]
     if len(xs) > GRID_POINTS:
         xs = np.unique(np.concatenate([xs[np.linspace(0, len(xs) - 1, GRID_POINTS).astype(int)], [end]]))
-    ys = np.stack([step_interpolate([p[axis] for p in c], [p["score"] for p in c], xs) for c in curves])  # (seeds, grid)
+    ys = np.stack([step_interpolate([p[axis] for p in c], [p[key] for p in c], xs) for c in curves])  # (seeds, grid)
     mid = [iqm(ys[:, j]) for j in range(len(xs))]
     cis = [bootstrap_ci(ys[:, j]) for j in range(len(xs))]
     return {"x": xs.tolist(), "iqm": mid, "lo": [c[0] for c in cis], "hi": [c[1] for c in cis]}
@@ -148,7 +154,8 @@ def _fmt(x: float | None, unit: str = "") -> str:
     return f"{x:.3g}{unit}"
 
 
-def _plot_curves(path: Path, agg: dict, points: dict, frontier: list, axis: str, xlabel: str, title: str) -> None:
+def _plot_curves(path: Path, agg: dict, points: dict, frontier: list, axis: str, xlabel: str, title: str,
+                 ylabel: str = "normalized score on target") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,7 +178,7 @@ def _plot_curves(path: Path, agg: dict, points: dict, frontier: list, axis: str,
         fx, fy = zip(*frontier)
         ax.plot(fx, fy, "k--", lw=1, drawstyle="steps-post", label="Pareto frontier")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("normalized score on target")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -216,7 +223,8 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
     out = Path(out)
     errors = errors or {}
     T = spec.target
-    refs = reference_returns(get_task(T), cache=out / "references.json")
+    target_spec = get_task(T)
+    refs = reference_returns(target_spec, cache=out / "references.json")
     done = {j.name for j in plan.jobs if job_done(out, j)}
     complete = len(done) == len(plan.jobs)
 
@@ -236,6 +244,11 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
                         "total_flops_mean": float(np.mean([r["cost"]["learner_flops"] for r in recs])),
                         "total_seconds_mean": float(np.mean([r["cost"]["total_seconds"] for r in recs])),
                         "env_steps_mean": float(np.mean([r["cost"]["env_steps"] for r in recs]))}
+            if target_spec.success_key:
+                rates = [r["final_success"] for r in recs if r["final_success"] is not None]
+                agg[arm]["success"] = {"final_rates": rates, "final_iqm": iqm(rates) if rates else None,
+                                       "final_ci": bootstrap_ci(rates) if rates else None,
+                                       **{axis: aggregate_curve(recs, axis, "success") for axis in ("flops", "seconds")}}
             # The best the arm's IQM reached mid-run, and how much of it the final evaluation kept.
             curve = agg[arm]["flops"]
             if curve["iqm"]:
@@ -259,17 +272,10 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
         pts += [(p[axis], p["iqm"]) for p in points.values()]
         frontiers[axis] = pareto_frontier(pts)
 
-    reach = {}
-    for lv in spec.levels:
-        row = {}
-        for arm, a in agg.items():
-            row[arm] = {axis: compute_to_reach(a[axis]["x"], a[axis]["iqm"], lv) for axis in ("flops", "seconds")}
-        spec_row = row.get("specialist")
-        for arm, r in row.items():
-            for axis in ("flops", "seconds"):
-                base = spec_row[axis] if spec_row else None
-                r[f"{axis}_ratio_to_specialist"] = r[axis] / base if (r[axis] is not None and base) else None
-        reach[str(lv)] = row
+    reach = _reach(spec.levels, agg)
+    success_levels = [lv for lv in spec.levels if lv <= 1.0]
+    reach_success = (_reach(success_levels, {arm: a["success"] for arm, a in agg.items()})
+                     if target_spec.success_key else {})
 
     # transfer matrix: gain of each (source model -> target) cell over scratch on the target, per seed
     matrix_tasks = [T, *spec.sources] if spec.matrix_flops else []
@@ -290,6 +296,7 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
         "budget_flops": spec.budget_flops, "source_flops": spec.source_flops, "pretrain_flops": spec.pretrain_flops,
         "matrix_flops": spec.matrix_flops, "records": records, "aggregate": agg, "points": points,
         "pareto_frontier": {k: v for k, v in frontiers.items()}, "compute_to_reach": reach,
+        "compute_to_reach_success": reach_success,
         "transfer_matrix": {f"{s} -> {t}": g for (s, t), g in gains.items()},
     }
     write_json_atomic(out / "results.json", results)
@@ -297,11 +304,40 @@ def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str
                  f"{T}: normalized score vs learner FLOPs")
     _plot_curves(out / "score_vs_seconds.png", agg, points, frontiers["seconds"], "seconds",
                  "CPU/device-seconds (learner + actors + expert data + experts)", f"{T}: normalized score vs total seconds")
+    if reach_success:
+        _plot_curves(out / "success_vs_flops.png", {arm: a["success"] for arm, a in agg.items()}, {}, [], "flops",
+                     "learner FLOPs (pretraining included)", f"{T}: success rate vs learner FLOPs", "success rate on target")
     if gains:
         _plot_matrix(out / "transfer_matrix.png", matrix_tasks, gains,
                      f"gain vs scratch at {spec.matrix_flops:.2g} learner FLOPs")
     (out / "report.md").write_text(_markdown(spec, results, agg, points, reach, gains, matrix_tasks, frontiers))
     return results
+
+
+def _reach(levels: list[float], curves: dict) -> dict:
+    """{level: {arm: FLOPs and seconds at which the arm's IQM curve first reaches the level, and
+    their ratios to the specialist's}}; `curves`: {arm: {"flops": curve, "seconds": curve}}."""
+    reach = {}
+    for lv in levels:
+        row = {arm: {axis: compute_to_reach(c[axis]["x"], c[axis]["iqm"], lv) for axis in ("flops", "seconds")}
+               for arm, c in curves.items()}
+        spec_row = row.get("specialist")
+        for r in row.values():
+            for axis in ("flops", "seconds"):
+                base = spec_row[axis] if spec_row else None
+                r[f"{axis}_ratio_to_specialist"] = r[axis] / base if (r[axis] is not None and base) else None
+        reach[str(lv)] = row
+    return reach
+
+
+def _reach_table(reach: dict) -> list[str]:
+    lines = ["| level | arm | learner FLOPs | ratio to specialist | total seconds | ratio to specialist |",
+             "|---|---|---|---|---|---|"]
+    for lv, row in reach.items():
+        for arm, r in row.items():
+            lines.append(f"| {lv} | {arm} | {_fmt(r['flops'])} | {_fmt(r['flops_ratio_to_specialist'])} | "
+                         f"{_fmt(r['seconds'], ' s')} | {_fmt(r['seconds_ratio_to_specialist'])} |")
+    return lines
 
 
 # Scores are reported to two decimals; differences below half of that are ties, not wins.
@@ -413,12 +449,20 @@ def _markdown(spec, results, agg, points, reach, gains, matrix_tasks, frontiers)
            "transformer frozen (not a demonstration-prompted context).", "",
            "![score vs FLOPs](score_vs_flops.png)", "", "![score vs seconds](score_vs_seconds.png)", "",
            "## Compute to reach a score", "",
-           "First evaluation at which the IQM curve reaches the level (evaluations are discrete; no interpolation).", "",
-           "| level | arm | learner FLOPs | ratio to specialist | total seconds | ratio to specialist |", "|---|---|---|---|---|---|"]
-    for lv, row in reach.items():
-        for arm, r in row.items():
-            md.append(f"| {lv} | {arm} | {_fmt(r['flops'])} | {_fmt(r['flops_ratio_to_specialist'])} | "
-                      f"{_fmt(r['seconds'], ' s')} | {_fmt(r['seconds_ratio_to_specialist'])} |")
+           "First evaluation at which the IQM curve reaches the level (evaluations are discrete; no interpolation).", ""]
+    md += _reach_table(reach)
+    if results["compute_to_reach_success"]:
+        md += ["", "## Success rate", "",
+               f"{T} defines success (its condition met at any step of an episode). Final success rate per arm:", "",
+               "| arm | seeds | final success rate per seed | IQM [95% CI] |", "|---|---|---|---|"]
+        for arm, a in agg.items():
+            s = a["success"]
+            if s["final_rates"]:
+                md.append(f"| {arm} | {len(s['final_rates'])} | {', '.join(f'{x:.2f}' for x in s['final_rates'])} | "
+                          f"{s['final_iqm']:.2f} [{s['final_ci'][0]:.2f}, {s['final_ci'][1]:.2f}] |")
+        md += ["", "Compute to reach a success rate (IQM curve across seeds, first evaluation at the level):", ""]
+        md += _reach_table(results["compute_to_reach_success"])
+        md += ["", "![success vs FLOPs](success_vs_flops.png)"]
     if gains:
         md += ["", "## Transfer matrix", "",
                f"Each cell: the source task's single-task model ({spec.source_flops:.3g} FLOPs, charged) fine-tuned on the "

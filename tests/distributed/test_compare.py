@@ -407,3 +407,42 @@ def test_findings_call_differences_below_the_printed_precision_ties():
     agg["specialist"] = arm(0.9)
     lines = _findings(None, agg, {}, {}, {"flops": [], "seconds": []})
     assert any("The generalist beats the specialist" in line for line in lines), lines
+
+
+def test_report_measures_compute_to_reach_success_rates_for_targets_with_success(done_compare, tmp_path, monkeypatch):
+    """A target that defines success: each run's success rates (evals.jsonl, summary.json) give
+    every arm a success curve, its final rates, and compute to reach each success level."""
+    from envs import registry
+
+    spec, plan, done = done_compare
+    out = tmp_path / "copy"
+    shutil.copytree(done, out)
+    T = spec.target
+    monkeypatch.setitem(registry.all_tasks(), T, dataclasses.replace(registry.get_task(T), success_key="success"))
+    # Success rate 0 until the arm's second evaluation (its first if it has one), 1 from then on.
+    first_success = {}
+    for arm in plan.arms:
+        path = out / arm.final / "evals.jsonl"
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        updates = sorted({e["updates"] for e in lines})
+        first_success[arm.name] = updates[min(1, len(updates) - 1)]
+        for e in lines:
+            e["successes"] = {T: [e["updates"] >= first_success[arm.name]]}
+        path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+        summary = json.loads((out / arm.final / "summary.json").read_text())
+        summary["tasks"][T]["success_rate"] = 1.0
+        (out / arm.final / "summary.json").write_text(json.dumps(summary))
+    results = write_report(spec, plan, out)
+    reach = results["compute_to_reach_success"]
+    assert set(reach) == {str(lv) for lv in spec.levels if lv <= 1}
+    for arm, a in results["aggregate"].items():
+        assert a["success"]["final_rates"] == [1.0] and a["success"]["final_iqm"] == 1.0
+        (point,) = [p for p in results["records"][arm][0]["curve"] if p["updates"] == first_success[arm]]
+        assert point["success"] == 1.0
+        assert all(reach[lv][arm]["flops"] == pytest.approx(point["flops"]) for lv in reach)
+    assert reach["0.5"]["specialist"]["flops_ratio_to_specialist"] == 1.0
+    assert (out / "success_vs_flops.png").is_file()
+    assert "## Success rate" in (out / "report.md").read_text()
+    # Without success on the target (the unpatched run): no success section.
+    monkeypatch.undo()
+    assert write_report(spec, plan, out)["compute_to_reach_success"] == {}
