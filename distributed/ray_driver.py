@@ -75,7 +75,7 @@ PROBE_S = 1.0
 CHECK_S = 5.0
 # How a rollout call fails when its actor is lost: Ray's error, or the driver's cancellation (stranded calls).
 ROLLOUT_FAILED = (RayActorError, TaskCancelledError)
-# Times per session the driver rebuilds a lost learner or replay store before it gives the run up.
+# Times in a run (resumes included) the driver rebuilds a lost learner or replay store before it gives the run up.
 MAX_CORE_RESTORES = 3
 # Seconds a no-op call to the learner or the store may take before the actor is taken to be alive but busy.
 READY_TIMEOUT_S = 60.0
