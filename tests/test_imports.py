@@ -1,11 +1,11 @@
-"""The package layering, read from the source: no import cycles among frontier's modules (imports
-inside functions count too), agents/ imports neither Ray nor gymnasium nor the other packages,
-envs/ imports no Ray and nothing of distributed/."""
+"""The package layering, read from the source: no import cycles among the modules of agents/, envs/,
+distributed/ and benchmarks/ (imports inside functions count too); agents/ imports neither Ray nor
+gymnasium nor the other packages, envs/ imports no Ray and nothing of distributed/."""
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("agents", "envs", "distributed")
+PACKAGES = ("agents", "envs", "distributed", "benchmarks")
 # package -> top-level names its modules may not import
 FORBIDDEN = {"agents": {"ray", "gymnasium", "envs", "distributed"}, "envs": {"ray", "distributed"}}
 
