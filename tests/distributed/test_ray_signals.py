@@ -22,12 +22,21 @@ CONFIG = {
 }
 
 
+def foreground_signals() -> None:
+    """In the child: SIGINT and SIGQUIT as a terminal's foreground job has them. A job started in
+    the background by a non-interactive shell (`cmd &`, as CI scripts and nohup runs do) inherits
+    them IGNORED, and so would this test's run, which then never sees its Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, reason, code", [(signal.SIGTERM, "terminated", 143), (signal.SIGINT, "interrupted", 130)])
 def test_a_signal_on_ray_ends_in_a_checkpoint_that_agrees_with_its_counters(tmp_path, sig, reason, code):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(CONFIG))
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"),
-                             "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=foreground_signals)
     deadline = time.monotonic() + 300
     while not (run_dir / "checkpoints" / "ckpt-00000150").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
