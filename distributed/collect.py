@@ -120,7 +120,7 @@ def cmd_collect(args) -> int:
         raise UsageError(str(e)) from None
     r, c = record["returns"], record["cost"]
     print(f"{record['episodes']} episodes of {spec.name} ({args.source}) -> {args.out}: return {r['mean']:.1f} ± "
-          f"{r['std']:.1f}, {record['steps']} steps stored, cost {c['env_steps']} env steps, {c['cpu_s']:.2f} CPU-s"
+          f"{r['std']:.1f} (min {r['min']:.1f}, median {r['median']:.1f}, max {r['max']:.1f}), {record['steps']} steps stored, cost {c['env_steps']} env steps, {c['cpu_s']:.2f} CPU-s"
           + (f"; exported to Minari {args.export_minari!r} at {target}" if args.export_minari is not None else ""))
     return 0
 

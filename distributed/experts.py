@@ -1,7 +1,8 @@
-"""`frontier experts train|list|eval`: RL experts trained with RLlib, exported without it.
+"""`frontier experts train|list|eval|medium-replay`: RL experts trained with RLlib, exported without it.
 
     frontier experts train InvertedPendulum-v5 --algo ppo --steps 60000 --seed 0 --zoo
     frontier experts list --json
+    frontier experts medium-replay runs/experts/InvertedPendulum-v5-ppo-s0   # its snapshots -> the zoo
 
 Training uses RLlib's new API stack (RLModule, Learner, EnvRunner, ConnectorV2) on the
 task's own `TaskSpec.make_env()`, so the policy sees exactly what the agent sees (Box
@@ -27,7 +28,8 @@ from torch import nn
 
 from agents.spaces import Discrete
 from distributed.errors import UsageError
-from envs.experts.rl import ACTIVATIONS, ZOO_DIR, MLPPolicy, RLExpert, policy_paths, read_card, save_policy, zoo_cards
+from envs.experts.rl import (ACTIVATIONS, REPLAY_SUBDIR, ZOO_DIR, MLPPolicy, RLExpert, policy_paths, read_card,
+                             save_policy, zoo_cards, zoo_policy)
 
 ALGOS = ("ppo", "sac")
 # A "medium" policy returns about a third to a half of the expert's (D4RL's medium sets);
@@ -586,6 +588,63 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def medium_replay_set(run_dir: Path, zoo_dir: Path) -> dict:
+    """Copy a training run's snapshots, from the first up to the first whose return reaches the zoo
+    medium policy's, into `<zoo_dir>/medium-replay/<task>/` with index.json (written last, the
+    directory moved into place whole); returns the index. UsageError on a run that cannot make one."""
+    try:
+        progress = json.loads((run_dir / "progress.json").read_text())
+        task = progress["config"]["task"]
+        snapshots = sorted(progress["snapshots"], key=lambda s: s["env_steps"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{run_dir}: not a finished `frontier experts train` run ({e})") from None
+    try:
+        medium = zoo_policy(task, "medium", zoo_dir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if medium is None:
+        raise UsageError(f"the zoo {zoo_dir} has no medium policy of {task}: its return is the set's top level")
+    level = medium["evaluation"]["return_mean"]
+    last = next((i for i, s in enumerate(snapshots) if s["return_mean"] >= level), None)
+    if last is None:
+        best = max((s["return_mean"] for s in snapshots), default=float("nan"))
+        raise UsageError(f"{run_dir}: no snapshot reaches the medium policy's return {level:.1f} (best {best:.1f}); "
+                         f"train longer (--resume --steps)")
+    chosen = snapshots[: last + 1]
+    cards = [read_card(run_dir / "snapshots" / f"{s['id']}.json") for s in chosen]
+    dest = Path(zoo_dir) / REPLAY_SUBDIR / task
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for s in chosen:
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(run_dir / "snapshots" / f"{s['id']}{suffix}", tmp / f"{s['id']}{suffix}")
+    index = {
+        "task": task,
+        "rule": "the training run's snapshots from the first up to the first whose selection return "
+                "(snapshot_eval_episodes on eval_seed + 500000 + j) reaches the zoo medium policy's return; "
+                "an episode of env seed s is played by snapshot s mod n, actions sampled",
+        "medium": medium["id"], "medium_return": level,
+        "command": cards[0]["command"], "versions": cards[0]["versions"],
+        # What producing the set cost: the run up to its last snapshot (snapshot evaluations included).
+        "env_steps": cards[-1]["env_steps"], "wall_s": cards[-1]["wall_s"], "cpu_s": cards[-1]["cpu_s"],
+        "snapshots": [{"id": s["id"], "env_steps": s["env_steps"], "return_mean": s["return_mean"]} for s in chosen],
+    }
+    (tmp / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return index
+
+
+def cmd_medium_replay(args) -> int:
+    index = medium_replay_set(Path(args.run), Path(args.zoo_dir))
+    returns = [s["return_mean"] for s in index["snapshots"]]
+    print(f"{index['task']}: {len(returns)} snapshots ({index['snapshots'][0]['env_steps']}.."
+          f"{index['env_steps']} env steps, returns {min(returns):.1f}..{max(returns):.1f}; medium "
+          f"{index['medium_return']:.1f}) -> {Path(args.zoo_dir) / REPLAY_SUBDIR / index['task']}")
+    return 0
+
+
 def add_parser(sub) -> None:
     """Register `frontier experts ...` on the CLI's subparsers."""
     p = sub.add_parser("experts", help="train, list and evaluate RL expert policies",
@@ -639,3 +698,13 @@ def add_parser(sub) -> None:
     ev.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     ev.add_argument("--zoo-dir", help="zoo directory to look ids up in (default envs/zoo)")
     ev.set_defaults(func=cmd_eval)
+
+    mr = esub.add_parser("medium-replay", help="make a zoo medium-replay set from a training run's snapshots",
+                         description="Copy the snapshots of RUN (a `frontier experts train` directory), from the "
+                                     "first up to the first that reaches the return of the zoo's medium policy of "
+                                     "its task, into <zoo>/medium-replay/<task>/ with an index: the "
+                                     "`rl-medium-replay` expert source plays them in turn with sampled actions, "
+                                     "like D4RL's medium-replay data (the replay buffer of a run up to medium).")
+    mr.add_argument("run", help="run directory of `frontier experts train`")
+    mr.add_argument("--zoo-dir", default=str(ZOO_DIR), help="zoo directory (default envs/zoo)")
+    mr.set_defaults(func=cmd_medium_replay)

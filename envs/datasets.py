@@ -9,7 +9,8 @@ A dataset is a directory:
     ...
 
 dataset.json holds: format_version, frontier_version, name, task, source {"kind",
-"policies"}, episodes, steps (timesteps stored), returns {"mean", "std"}, cost
+"policies"}, episodes, steps (timesteps stored), returns {"mean", "std", "min", "p10",
+"median", "p90", "max"} (their spread: see `return_spread`), cost
 {"env_steps", "cpu_s", "gpu_s"} (everything spent producing it, discarded attempts
 included), created (UTC ISO time), files [{"name", "episodes", "sha256"}], and any extra
 keys the writer adds (e.g. "derived_from", "minari").
@@ -160,7 +161,7 @@ class DatasetWriter:
             "source": {"kind": self.kind, "policies": self._policies},
             "episodes": len(self._returns),
             "steps": self._steps,
-            "returns": {"mean": float(np.mean(self._returns)), "std": float(np.std(self._returns))},
+            "returns": return_spread(self._returns),
             "cost": dict(cost),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": self._files,
@@ -186,6 +187,14 @@ class DatasetWriter:
 
     def __exit__(self, *exc) -> None:
         self.abort()
+
+
+def return_spread(returns: list[float]) -> dict:
+    """Mean, std and the quantiles of episode returns: how much information returns-to-go carry
+    (a deterministic policy's episodes all return about the same)."""
+    q = np.quantile(returns, [0.0, 0.1, 0.5, 0.9, 1.0])
+    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "min": float(q[0]),
+            "p10": float(q[1]), "median": float(q[2]), "p90": float(q[3]), "max": float(q[4])}
 
 
 def write_dataset(

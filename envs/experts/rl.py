@@ -4,6 +4,7 @@
     action = policy(obs, env)                  # deterministic, env units ([-1, 1] for Box)
     expert = RLExpert(get_task("InvertedPendulum-v5"), path)   # a PolicyExpert, kind "rl"
     RLExpert(spec, path, sample=True)          # actions drawn from the policy's distribution
+    ReplayExpert(spec, paths)                  # a training run's snapshots in turn (medium-replay)
 
 A policy is two files with one stem: `<id>.safetensors` (the policy network's Linear
 weights, keys `net.<i>.weight|bias` by position in the layer list) and `<id>.json`, its
@@ -34,6 +35,9 @@ from envs.spec import TaskSpec
 
 # Committed zoo: `<id>.safetensors` + `<id>.json` pairs, see envs/zoo/README.md.
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
+# Medium-replay sets: <zoo>/medium-replay/<task>/ holds a training run's snapshots up to the
+# medium level and index.json naming them in training order (`frontier experts medium-replay`).
+REPLAY_SUBDIR = "medium-replay"
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU}
 HEADS = ("gaussian", "squashed_gaussian", "categorical")
@@ -165,13 +169,15 @@ class MLPPolicy:
 
 class SampledPolicy:
     """Controller drawing actions from an `MLPPolicy`'s distribution, reseeded per episode
-    (`run_episode` calls `seed(env_seed)`), so the same env seed gives the same episode."""
+    (`run_episode` calls `seed(env_seed)`), so the same env seed gives the same episode.
+    Given several policies, the episode of env seed s is played by policy s mod n."""
 
-    def __init__(self, policy: MLPPolicy):
-        self.policy = policy
+    def __init__(self, *policies: MLPPolicy):
+        self.policies = policies
         self.seed(0)  # deterministic even if called outside run_episode
 
     def seed(self, env_seed: int) -> None:
+        self.policy = self.policies[int(env_seed) % len(self.policies)]
         # Its own stream: run_episode's action noise draws from default_rng(env_seed).
         self.rng = np.random.default_rng([int(env_seed), 1])
 
@@ -225,6 +231,45 @@ class RLExpert(PolicyExpert):
         super().__init__(spec, controller, "rl", policy.card["id"] + ("-sampled" if sample else ""), noise=noise)
 
 
+class ReplayExpert(PolicyExpert):
+    """A training run's snapshot policies as one source, like D4RL's medium-replay datasets (the
+    replay buffer of a run up to the medium policy): kind "rl", policy_id "<task>-medium-replay";
+    equal episodes per snapshot (the episode of env seed s comes from snapshot s mod n), actions
+    sampled from each snapshot's distribution; each episode's provenance names its snapshot."""
+
+    def __init__(self, spec: TaskSpec, paths: list[str]):
+        if not paths:
+            raise ValueError(f"{spec.name}: a medium-replay source needs at least one snapshot")
+        policies = [MLPPolicy.load(p) for p in paths]
+        for path, policy in zip(paths, policies):
+            if policy.card["task"] != spec.name:
+                raise ValueError(f"{policy_paths(path)[1]}: policy is for task {policy.card['task']!r}, "
+                                 f"not {spec.name!r}")
+        super().__init__(spec, SampledPolicy(*policies), "rl", f"{spec.name}-medium-replay")
+
+    def _source(self, env_seed: int) -> dict:
+        policies = self.controller.policies
+        return {**super()._source(env_seed), "snapshot": policies[int(env_seed) % len(policies)].card["id"]}
+
+
+def zoo_replay(task: str, zoo_dir: str | Path | None = None) -> dict | None:
+    """The medium-replay index of `task` (index.json, "paths" added: its snapshots' weights in
+    training order), or None if the zoo has none. ValueError naming the file if it is unreadable."""
+    directory = (Path(zoo_dir) if zoo_dir is not None else ZOO_DIR) / REPLAY_SUBDIR / task
+    path = directory / "index.json"
+    if not path.is_file():
+        return None
+    try:
+        index = json.loads(path.read_text())
+        paths = [str(policy_paths(directory / s["id"])[0]) for s in index["snapshots"]]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: corrupt medium-replay index ({e!r})") from None
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"{path}: snapshot weights not found: {missing[0]}")
+    return {**index, "paths": paths}
+
+
 def zoo_cards(zoo_dir: str | Path | None = None, errors: dict[str, str] | None = None) -> list[dict]:
     """Every card in the zoo, sorted by (task, id), each with "path" (its weights file) added.
 
@@ -259,3 +304,8 @@ def zoo_policy(task: str, role: str = "expert", zoo_dir: str | Path | None = Non
 def rl_factory(card: dict, sample: bool = False) -> Callable[[TaskSpec], RLExpert]:
     """TaskSpec.experts factory for a zoo card: `factory(spec) -> RLExpert` (picklable, for Ray workers)."""
     return partial(RLExpert, path=card["path"], sample=sample)
+
+
+def replay_factory(index: dict) -> Callable[[TaskSpec], ReplayExpert]:
+    """TaskSpec.experts factory for a medium-replay index (`zoo_replay`), picklable."""
+    return partial(ReplayExpert, paths=index["paths"])

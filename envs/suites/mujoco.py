@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 
 from envs.experts.base import filtered
-from envs.experts.rl import rl_factory, zoo_cards
+from envs.experts.rl import replay_factory, rl_factory, zoo_cards, zoo_replay
 from envs.experts.scripted import FACTORIES
 from envs.spec import TaskSpec
 
@@ -78,6 +78,8 @@ def tasks() -> list[TaskSpec]:
     # A zoo "medium" policy (a snapshot at ~40% of the expert's return, like D4RL's medium
     # datasets) is the "rl-medium" source: offline data to fine-tune from online, with actions
     # sampled from the policy as D4RL's are (returns spread); "rl-medium-det" takes its mean action.
+    # A zoo medium-replay set (the snapshots of a training run up to the medium level) is the
+    # "rl-medium-replay" source: low and widely spread returns, like D4RL's medium-replay.
     bad: dict[str, str] = {}
     cards = zoo_cards(errors=bad)  # one bad card costs its task's zoo sources, not every task
     for message in bad.values():
@@ -88,6 +90,13 @@ def tasks() -> list[TaskSpec]:
         if spec.name in medium:
             spec.experts["rl-medium"] = rl_factory(medium[spec.name], sample=True)
             spec.experts["rl-medium-det"] = rl_factory(medium[spec.name])
+        try:
+            replay = zoo_replay(spec.name)
+        except ValueError as e:
+            warnings.warn(f"zoo medium-replay set skipped: {e}", stacklevel=2)
+            replay = None
+        if replay is not None:
+            spec.experts["rl-medium-replay"] = replay_factory(replay)
         card = zoo.get(spec.name)
         if card is None:
             continue

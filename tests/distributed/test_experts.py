@@ -8,7 +8,7 @@ import torch
 
 from distributed.cli import main
 from distributed.experts import ExpertTrainConfig, ExpertTrainer
-from envs.experts.rl import MLPPolicy, zoo_cards
+from envs.experts.rl import MLPPolicy, ReplayExpert, save_policy, zoo_cards, zoo_replay
 from envs.registry import get_task
 
 torch.set_num_threads(1)
@@ -140,3 +140,55 @@ def test_bad_input_exits_2_naming_the_problem(tmp_path, capsys):
     (tmp_path / "x.json").write_text('{"id": "x", "task": "CartPole-v1", "algo')  # truncated card
     assert main(["experts", "list", "--zoo-dir", str(tmp_path)]) == 2
     assert str(tmp_path / "x.json") in capsys.readouterr().err
+
+
+def _snapshot_run(tmp_path, returns: list[float], task: str = "Pendulum-v1"):
+    """A `frontier experts train` run directory with one tiny snapshot policy per return."""
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    snapshots = []
+    for i, ret in enumerate(returns):
+        torch.manual_seed(i)
+        sid = f"{task}-ppo-s0-{1000 * (i + 1):09d}"
+        card = {"id": sid, "task": task, "algorithm": "ppo", "role": "snapshot", "env_steps": 1000 * (i + 1),
+                "wall_s": 1.0 + i, "cpu_s": 2.0 + i, "command": "frontier experts train ...", "versions": {},
+                "policy": {"layers": ["linear"], "head": "gaussian", "action_dim": 1, "obs_norm": None}}
+        save_policy(run / "snapshots" / sid, torch.nn.Sequential(torch.nn.Linear(3, 2)), card)
+        snapshots.append({"id": sid, "env_steps": 1000 * (i + 1), "return_mean": ret, "path": "elsewhere"})
+    (run / "progress.json").write_text(json.dumps({"config": {"task": task}, "snapshots": snapshots[::-1]}))
+    return run
+
+
+def _zoo_with_medium(tmp_path, ret: float, task: str = "Pendulum-v1"):
+    zoo = tmp_path / "zoo"
+    card = {"id": f"{task}-ppo-s0-medium", "task": task, "algorithm": "ppo", "role": "medium",
+            "evaluation": {"return_mean": ret},
+            "policy": {"layers": ["linear"], "head": "gaussian", "action_dim": 1, "obs_norm": None}}
+    save_policy(zoo / card["id"], torch.nn.Sequential(torch.nn.Linear(3, 2)), card)
+    return zoo
+
+
+def test_medium_replay_set_holds_the_snapshots_up_to_the_medium_return_and_plays_them_in_turn(tmp_path, capsys):
+    run, zoo = _snapshot_run(tmp_path, [-900.0, -600.0, -700.0, -400.0, -200.0]), _zoo_with_medium(tmp_path, -450.0)
+    assert main(["experts", "medium-replay", str(run), "--zoo-dir", str(zoo)]) == 0
+    assert "4 snapshots" in capsys.readouterr().out
+    index = zoo_replay("Pendulum-v1", zoo)
+    ids = [f"Pendulum-v1-ppo-s0-{1000 * i:09d}" for i in (1, 2, 3, 4)]  # in training order, up to the first >= -450
+    assert [s["id"] for s in index["snapshots"]] == ids and index["medium_return"] == -450.0
+    assert index["env_steps"] == 4000 and index["cpu_s"] == 5.0
+    assert zoo_cards(zoo) == zoo_cards(zoo)[:1]  # the snapshots are not zoo policies of their own
+    expert = ReplayExpert(get_task("Pendulum-v1"), index["paths"])
+    episodes = list(expert.episodes(6, seed=10))
+    assert [e.source["snapshot"] for e in episodes] == [ids[s % 4] for s in range(10, 16)]
+    assert {e.source["policy"] for e in episodes} == {"Pendulum-v1-medium-replay"}
+    again = list(ReplayExpert(get_task("Pendulum-v1"), index["paths"]).episodes(6, seed=10))
+    assert [e.ret for e in again] == [e.ret for e in episodes]
+
+
+def test_medium_replay_set_refuses_a_run_that_never_reaches_medium(tmp_path, capsys):
+    run, zoo = _snapshot_run(tmp_path, [-900.0, -600.0]), _zoo_with_medium(tmp_path, -450.0)
+    assert main(["experts", "medium-replay", str(run), "--zoo-dir", str(zoo)]) == 2
+    assert "no snapshot reaches the medium policy's return -450.0 (best -600.0)" in capsys.readouterr().err
+    assert not (zoo / "medium-replay").exists()
+    assert main(["experts", "medium-replay", str(run), "--zoo-dir", str(tmp_path / "empty")]) == 2
+    assert "has no medium policy of Pendulum-v1" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from envs.registry import get_task, make_expert
-from envs.experts.rl import MLPPolicy, RLExpert, policy_paths, save_policy, zoo_cards, zoo_policy
+from envs.experts.rl import MLPPolicy, RLExpert, policy_paths, save_policy, zoo_cards, zoo_policy, zoo_replay
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -217,3 +217,17 @@ def test_loading_and_acting_never_imports_ray(tmp_path):
 def test_policy_paths():
     assert policy_paths("z/a.safetensors") == (Path("z/a.safetensors"), Path("z/a.json"))
     assert policy_paths("z/a-v5") == (Path("z/a-v5.safetensors"), Path("z/a-v5.json"))
+
+
+def test_committed_medium_replay_sets_load_and_give_lower_more_spread_returns_than_medium_data():
+    for task in ("InvertedPendulum-v5", "Hopper-v5"):
+        index = zoo_replay(task)
+        if index is None:
+            continue
+        spec = get_task(task)
+        n = len(index["snapshots"])
+        assert n >= 5 and [s["env_steps"] for s in index["snapshots"]] == sorted(s["env_steps"] for s in index["snapshots"])
+        replay = [ep.ret for ep in make_expert(spec, "rl-medium-replay").episodes(2 * n, seed=0)]
+        medium = [ep.ret for ep in make_expert(spec, "rl-medium").episodes(2 * n, seed=0)]
+        assert np.mean(replay) < np.mean(medium) and np.std(replay) > 0
+    assert zoo_replay("InvertedPendulum-v5") is not None
