@@ -10,8 +10,8 @@ Suites:
   normalized x100 for tasks D4RL lacks). Beside it on every task: the previous recipe (four times
   the exploration steps per update), the model with a timestep embedding, the other pair of
   return-target multiples; and the ablation: each ingredient changed alone, same seeds.
-- low: the same recipe from `filtered` random attempts (low returns), without and with the
-  RL-gradient option (learner.critic_weight), same seeds.
+- low: the same recipe from medium-replay data (`rl-medium-replay`: low, widely spread returns),
+  without and with the RL-gradient option (learner.critic_weight), same seeds.
 
 Each run is a normal serial run directory under runs/bench/learning/ (ignored by git); a finished
 run (summary.json "finished") is read, not rerun, and an interrupted one resumes from its last
@@ -48,12 +48,11 @@ EXPLORE_1000 = ["train.explore_steps_per_round=1000"]
 # the other previous-recipe runs are mujoco 4.0.0's, whose medium data is the same for
 # InvertedPendulum and Walker2d to float precision), for the tasks that have it.
 EXPLORE_1000_MUJOCO_330 = ("Hopper-v5",)
-# The previous default model: a timestep embedding on every token. The scales, ablation and
-# low-return runs were made with it and keep it (stated in the report); the timestep table runs it
+# The previous default model: a timestep embedding on every token. The scales and ablation runs
+# were made with it and keep it (stated in the report); the timestep table runs it
 # beside the previous recipe on every task.
 TIMESTEP = ["model.timestep_embedding=true", *EXPLORE_1000]
-# The ablation and the low-return runs were made when the recipe's target multiples were 1.0x /
-# 1.15x; they keep that base (stated in the report), whose Hopper runs are the scales table's.
+# The ablation runs were made when the recipe's target multiples were 1.0x / 1.15x; they keep that base (stated in the report), whose Hopper runs are the scales table's.
 CONSERVATIVE_SCALES = (1.0, 1.15)
 CONSERVATIVE = ["train.eval_target_scale=1", "train.explore_target_scale=1.15", *TIMESTEP]
 # One ingredient of that base changed at a time: name -> (what, overrides).
@@ -72,10 +71,10 @@ ABLATIONS = {
                               ["model.timestep_embedding=false"]),
     "critic": ("plus the RL-gradient option (`learner.critic_weight=2.5`)", ["learner.critic_weight=2.5"]),
 }
-# Low-return data: the recipe from `filtered` random attempts (the top 10% of uniform-random
-# episodes), without and with the RL-gradient option.
+# Low-return data: the recipe from medium-replay data (a PPO run's snapshots up to the medium
+# level, sampled actions; envs/zoo/medium-replay), without and with the RL-gradient option.
 LOW_TASKS = ("InvertedPendulum-v5", "Hopper-v5")
-LOW_DATA = ["experts.source=filtered", *CONSERVATIVE]  # with the timestep embedding, as CONSERVATIVE
+LOW_DATA = ["experts.source=rl-medium-replay"]
 CRITIC = ["learner.critic_weight=2.5"]
 # D4RL reference returns (random, expert) used by the ODT paper's normalized scores (x100).
 D4RL_REFERENCE = {"Hopper-v5": (-20.272305, 3234.3), "HalfCheetah-v5": (-280.178953, 12135.0),
@@ -408,8 +407,9 @@ def low_suite(quick: bool, out: Path) -> tuple[dict, str]:
     rows, data = [], {}
     curves: dict[str, dict[str, list[dict]]] = {}
     for task in LOW_TASKS:
-        plain, plain_c = medium_runs(config, task, SEEDS, LOW_DATA, RUNS_DIR / "low", task)
-        critic, critic_c = medium_runs(config, task, SEEDS, [*LOW_DATA, *CRITIC], RUNS_DIR / "low-critic", task)
+        plain, plain_c = medium_runs(config, task, SEEDS, LOW_DATA, RUNS_DIR / "low-replay", task)
+        critic, critic_c = medium_runs(config, task, SEEDS, [*LOW_DATA, *CRITIC], RUNS_DIR / "low-replay-critic",
+                                       task)
         diff = mean_ci([c["final_score"] - p["final_score"] for p, c in zip(plain, critic)])
         steps = [(p["online_env_steps"], c["online_env_steps"]) for p, c in zip(plain, critic)]
         data[task] = {"plain": plain, "critic": critic, "critic_minus_plain": diff}
@@ -418,28 +418,54 @@ def low_suite(quick: bool, out: Path) -> tuple[dict, str]:
         curves[task] = {"ODT": plain_c, "ODT + critic": critic_c}
         data[task]["online_env_steps"] = steps
     offline = {t: float(np.mean([r["offline_score"] for r in d["plain"]])) for t, d in data.items()}
-    plot_online(curves, offline, "env_steps", out / "learning_low_steps.png",
-                "from filtered random attempts: ODT with and without the critic")
+    for x, name in (("env_steps", "steps"), ("wall_s", "wall")):
+        plot_online(curves, offline, x, out / f"learning_low_{name}.png",
+                    "from medium-replay data: ODT with and without the critic")
     md = ("## From low-return data: the RL-gradient option\n\n"
-          f"The recipe of configs/bench/mujoco-medium.yaml at {scales_label(CONSERVATIVE_SCALES)} target multiples "
-          "with the timestep embedding and 1,000 exploration steps per 100 updates (as the ablation), seeded with `filtered` random attempts (the top 10% of "
-          "uniform-random episodes) instead of medium data, without and with `learner.critic_weight=2.5` (TD3 "
+          "The recipe of configs/bench/mujoco-medium.yaml (the defaults), seeded with `rl-medium-replay` data "
+          "instead of medium data: 200 episodes from the snapshots of a PPO run up to the medium level, "
+          "equally many per snapshot, actions sampled (envs/zoo/medium-replay; the analogue of D4RL's "
+          "medium-replay: low, widely spread returns), without and with `learner.critic_weight=2.5` (TD3 "
           "critics whose actor term is added to the ODT loss, agents/critic.py); same seeds, same updates and "
           "exploration steps per update, so each pair has the same online env-step budget. "
           "\"critic - ODT\" is the final score's difference, paired by seed (mean ± 95% Student-t interval):\n\n"
           + markdown_table(["task, variant", "seeds", "offline", "after online", "online gain", "online env steps",
                             "per seed", "critic - ODT (final)"], rows)
-          + "\n\n![](learning_low_steps.png)\n")
+          + "\n\n![](learning_low_steps.png)\n![](learning_low_wall.png)\n")
     return data, md
 
 
-def run(quick: bool, out: Path) -> dict:
+SUITES = {"quick": quick_suite, "medium": medium_suite, "low": low_suite}
+
+
+def kept_sections(out: Path, names: list[str]) -> dict[str, tuple[dict, str]]:
+    """The data and markdown section of each suite in `names` from the results already in `out`
+    (learning.json and learning.md: one top-level "## " section per suite, in SUITES order).
+    ValueError if there are none to keep."""
+    try:
+        data = json.loads((out / "learning.json").read_text())
+        body = (out / "learning.md").read_text()
+    except (OSError, ValueError) as e:
+        raise ValueError(f"no earlier learning results in {out} to keep the other suites from ({e})") from None
+    sections = ["## " + part for part in body.split("\n## ")[1:]]
+    if len(sections) != len(SUITES) or any(k not in data for k in SUITES):
+        raise ValueError(f"{out / 'learning.md'}: expected one section per suite ({', '.join(SUITES)})")
+    by_name = dict(zip(SUITES, sections))
+    return {name: (data[name], by_name[name]) for name in names}
+
+
+def run(quick: bool, out: Path, suites: list[str] | None = None) -> dict:
+    """Run the suites (default all); with `suites`, the others' sections are kept from `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    quick_data, quick_md = quick_suite(quick, out)
-    medium_data, medium_md = medium_suite(quick, out)
-    low_data, low_md = low_suite(quick, out)
-    print(quick_md, medium_md, low_md, sep="\n", flush=True)
-    return write_results(out, "learning", {"quick": quick_data, "medium": medium_data, "low": low_data},
-                         "Commands: `frontier bench learning` (runs under runs/bench/learning/, resumable).\n\n"
-                         + quick_md + "\n" + medium_md + "\n" + low_md)
+    chosen = list(SUITES) if not suites else [s for s in SUITES if s in suites]
+    others = [s for s in SUITES if s not in chosen]
+    results = kept_sections(out, others) if others else {}
+    for name in chosen:
+        results[name] = SUITES[name](quick, out)
+    sections = [results[name][1] for name in SUITES]
+    print(*(results[name][1] for name in chosen), sep="\n", flush=True)
+    return write_results(out, "learning", {name: results[name][0] for name in SUITES},
+                         "Commands: `frontier bench learning` (runs under runs/bench/learning/, resumable; "
+                         "`--suite NAME` runs one suite and keeps the others' sections).\n\n"
+                         + "\n".join(s.rstrip() + "\n" for s in sections))

@@ -27,10 +27,24 @@ def cmd_bench(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    kwargs = {}
+    if args.suite:
+        if names != ["learning"]:
+            raise UsageError("--suite selects suites of the learning benchmark: use it with `frontier bench learning`")
+        from benchmarks import learning
+
+        unknown = [s for s in args.suite if s not in learning.SUITES]
+        if unknown:
+            raise UsageError(f"unknown learning suite {unknown[0]!r} (choose from {', '.join(learning.SUITES)})")
+        try:  # before any work: the suites not run keep their sections from the earlier results
+            learning.kept_sections(out, [s for s in learning.SUITES if s not in args.suite])
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        kwargs["suites"] = args.suite
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
         print(f"== bench {name} ({'quick' if args.quick else 'full'}) -> {out}", flush=True)
-        module.run(quick=args.quick, out=out)
+        module.run(quick=args.quick, out=out, **kwargs)
     return 0
 
 
@@ -49,5 +63,8 @@ def add_parser(sub) -> None:
     b.add_argument("which", nargs="*", metavar="BENCHMARK",
                    help=f"benchmarks to run: {', '.join(BENCHMARKS)} or all (default all)")
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run, minutes)")
+    b.add_argument("--suite", action="append", metavar="NAME",
+                   help="learning only: run this suite (quick, medium, low; repeatable) and keep the other "
+                        "suites' sections from the results in --out")
     b.add_argument("--out", default=str(RESULTS_DIR), help=f"results directory (default {RESULTS_DIR})")
     b.set_defaults(func=cmd_bench)

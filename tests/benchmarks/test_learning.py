@@ -38,3 +38,26 @@ def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
     assert selected(["replay", "learner", "replay"]) == ["replay", "learner"]
     assert main(["bench", "nope"]) == 2
     assert "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+def test_one_suite_is_rerun_and_the_others_sections_are_kept(tmp_path, monkeypatch, capsys):
+    from distributed.cli import main
+
+    monkeypatch.setattr(learning, "RUNS_DIR", tmp_path / "runs")
+    out = tmp_path / "results"
+    assert main(["bench", "learning", "--suite", "low", "--quick", "--out", str(out)]) == 2
+    assert "no earlier learning results" in capsys.readouterr().err and not (out / "learning.md").exists()
+    assert main(["bench", "learning", "--suite", "nope", "--out", str(out)]) == 2
+    assert "unknown learning suite 'nope'" in capsys.readouterr().err
+    assert main(["bench", "replay", "--suite", "low", "--out", str(out)]) == 2
+    # Earlier results: one marked section per suite. Rerunning "low" replaces only its section.
+    out.mkdir()
+    (out / "learning.json").write_text(json.dumps({"quick": {"q": 1}, "medium": {"m": 2}, "low": {"l": 3}}))
+    (out / "learning.md").write_text("# Benchmark: learning\n\nintro\n\n## Quick\n\nQ table\n\n## Medium\n\nM\n\n"
+                                     "### sub\n\nM2\n\n## Low\n\nold low\n")
+    monkeypatch.setattr(learning, "SUITES", {**learning.SUITES, "low": lambda quick, out: ({"l": 4}, "## Low\n\nnew low\n")})
+    learning.run(quick=True, out=out, suites=["low"])
+    data = json.loads((out / "learning.json").read_text())
+    assert (data["quick"], data["medium"], data["low"]) == ({"q": 1}, {"m": 2}, {"l": 4})
+    md = (out / "learning.md").read_text()
+    assert "Q table" in md and "### sub\n\nM2" in md and "new low" in md and "old low" not in md
