@@ -88,17 +88,20 @@ def _collect(args, spec, source) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from envs.datasets import DatasetWriter, ProductionTimer
+    from envs.seeding import stream_seed
 
     with DatasetWriter(args.out, spec.name, source.kind) as writer, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[ret]}"), console=Console(stderr=True), transient=True,
     ) as progress:
         bar = progress.add_task(f"{spec.name} ({source.kind})", total=args.episodes, ret="")
-        episodes = ProductionTimer(source.episodes(args.episodes, args.seed))
+        seed = args.seed if args.seed is not None else 0 if args.source == DATASET_SOURCE else stream_seed(
+            "expert", 0, spec.name)
+        episodes = ProductionTimer(source.episodes(args.episodes, seed))
         for ep in episodes:
             writer.add(ep)
             progress.update(bar, advance=1, ret=f"last return {ep.ret:.1f}")
-        extra = {"seed": args.seed}
+        extra = {"seed": seed}
         if args.source == DATASET_SOURCE:
             # Copying costs nothing in env steps; what the data cost to produce stays on record.
             extra["derived_from"] = {"path": str(source.path), "name": source.policy_id, "cost": source.production_cost}
@@ -138,8 +141,10 @@ def add_parser(sub) -> None:
                    help="an expert kind of the task (rl, scripted, filtered, ...), 'dataset' or 'minari'")
     c.add_argument("--episodes", type=int, help="episodes to write (required except for --source minari: default all)")
     c.add_argument("--out", required=True, help="dataset directory to create (must not exist or be empty)")
-    c.add_argument("--seed", type=int, default=0,
-                   help="first env seed (episode j uses seed+j; --source dataset: first episode index) (default 0)")
+    c.add_argument("--seed", type=int, default=None,
+                   help="first env seed (episode j uses seed+j; --source dataset: first episode index) (default: "
+                        "index 0 for --source dataset, else the task's expert seed stream of a run with seed 0, "
+                        "clear of the seeds the reference returns were measured on)")
     c.add_argument("--dataset", metavar="PATH", help="dataset directory to copy from (--source dataset)")
     c.add_argument("--minari-id", metavar="ID", help="Minari dataset id to import (--source minari)")
     c.add_argument("--minari-root", metavar="DIR",

@@ -483,14 +483,16 @@ def _collect(d: Path, job: Job) -> None:
     from envs.datasets import DatasetWriter, ProductionTimer
     from envs.registry import make_expert
     from envs.registry import get_task
+    from envs.seeding import stream_seed
 
     source = make_expert(get_task(job.task), job.config["kind"])
     with DatasetWriter(d, job.task, source.kind) as writer:
-        episodes = ProductionTimer(source.episodes(job.episodes, 10_000 * job.seed))
+        first = stream_seed("compare-data", job.seed, job.task)
+        episodes = ProductionTimer(source.episodes(job.episodes, first))
         for ep in episodes:
             writer.add(ep)
         writer.finish({"env_steps": int(source.env_steps), "cpu_s": episodes.cpu_s, "gpu_s": 0.0},
-                      {"seed": 10_000 * job.seed})
+                      {"seed": first})
 
 
 def _train(out: Path, d: Path, job: Job) -> None:

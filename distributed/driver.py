@@ -40,6 +40,7 @@ from distributed.rollout import RolloutWorker, collect_expert
 from distributed.threads import ThreadGovernor
 from envs.references import reference_returns
 from envs.registry import get_task
+from envs.seeding import stream_seed
 
 KEEP_CHECKPOINTS = 3
 
@@ -476,7 +477,7 @@ class SerialRunner(Runner):
         cfg = self.cfg
         for i, spec in enumerate(self.specs):
             kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
-            eps, counts = collect_expert(spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
+            eps, counts = collect_expert(spec.name, kind, cfg.experts.episodes, stream_seed("expert", cfg.seed, spec.name))
             self.replay.add(eps, offline=True)
             self.state.add_steps(kind, counts["env_steps"])
             self.state.actor_cpu_s += counts["cpu_s"]

@@ -60,6 +60,7 @@ from distributed.driver import Runner, latest_checkpoint, observation_stats
 from distributed.learner_service import LearnerService
 from distributed.replay import ReplayStore
 from distributed.rollout import RolloutWorker, collect_expert
+from envs.seeding import stream_seed
 
 LEARNER_RESOURCE = "frontier_learner"
 ROLLOUT_RESOURCE = "frontier_rollout"
@@ -471,7 +472,7 @@ class RayRunner(Runner):
         def submit(i: int) -> None:
             spec = self.specs[i]
             kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
-            args = (self.replay, spec.name, kind, cfg.experts.episodes, cfg.seed * 1000 + i * 100_000)
+            args = (self.replay, spec.name, kind, cfg.experts.episodes, stream_seed("expert", cfg.seed, spec.name))
             up = [a for a in self.explorers + self.evaluators if self.health.up(a)]
             if not up:
                 book(kind, *collect_expert_into(*args))

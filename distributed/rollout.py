@@ -28,6 +28,7 @@ from agents.trajectory import Episode
 from envs.registry import get_task, make_expert
 from envs.deadline import fault_cause
 from envs.experts.base import MAX_FAILED_IN_A_ROW
+from envs.seeding import stream_seed
 
 
 @dataclass
@@ -65,12 +66,12 @@ class RolloutWorker:
         infos = [s.info() for s in self.specs]
         self.task_indices = [list(all_task_names).index(n) for n in task_names]
         self.model = DecisionTransformer(model_cfg, infos)
-        self.policy = Policy(self.model, infos, num_envs, seed=seed + 7919 * worker_index)
+        self.policy = Policy(self.model, infos, num_envs, seed=stream_seed("policy", seed, worker=worker_index))
         self.weights_version = -1
         self.targets: dict[int, float] = {}  # task index -> return target replacing the spec's (see set_targets)
         self.num_envs = num_envs
         # Distinct, reproducible env seeds per worker and slot: each env built takes the next one.
-        self._seed_base = seed * 1_000_003 + worker_index * 100_003
+        self._seed_base = stream_seed(mode, seed, worker=worker_index)
         self._envs_built = 0
         self.env_steps = 0
         self.episodes_dropped = 0

@@ -7,6 +7,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from distributed import config
 from distributed.driver import SerialRunner
 from distributed.replay import read_shards
+from envs.references import REFERENCE_SEED
+from envs.seeding import RESERVED
 
 TINY = {
     "tasks": ["CartPole-v1"],
@@ -51,6 +53,9 @@ def test_run_directory_contents(finished_run):
         "ckpt-00000100", "ckpt-00000200", "ckpt-00000300"]
     kinds = {ep.source["kind"] for _, eps, _ in read_shards(run_dir / "replay") for ep in eps}
     assert kinds == {"scripted", "explore"}
+    # Expert data and exploration never play the env seeds kept for the reference measurements.
+    seeds = [ep.source["seed"] for _, eps, _ in read_shards(run_dir / "replay") for ep in eps]
+    assert min(seeds) >= RESERVED > REFERENCE_SEED + 20
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
     tags = acc.Tags()["scalars"]
