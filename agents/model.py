@@ -76,17 +76,35 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, last: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Causal self-attention over x (B, T, C) -> (B, T, C).
+
+        last: compute only one query per row, at position `last` (B,) of it, attending to the
+        positions up to it -> (B, C); -1: every row's final position (no gather, no mask). Keys
+        and values are still computed for the whole window; nothing else is.
+        """
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
-        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
-        # No dropout on attention probabilities: it forces the unfused math kernel (about 25%
-        # slower on CPU); the residual and embedding dropout remain.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
-        return self.resid_dropout(self.proj(y))
+        nh, hs = self.n_heads, C // self.n_heads
+        if last is None:
+            q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+            q, k, v = (z.view(B, T, nh, hs).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+            # No dropout on attention probabilities: it forces the unfused math kernel (about 25%
+            # slower on CPU); the residual and embedding dropout remain.
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+            return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+        W, b = self.qkv.weight, self.qkv.bias  # (3C, C), (3C,): rows are q | k | v
+        k, v = F.linear(x, W[C:], b[C:]).split(C, dim=2)  # 2 x (B, T, C)
+        k, v = (z.view(B, T, nh, hs).transpose(1, 2) for z in (k, v))  # (B, nh, T, hs)
+        if isinstance(last, int):
+            if last != -1:
+                raise ValueError(f"last must be a (B,) tensor of positions or -1, got {last}")
+            x_q, mask = x[:, -1], None  # (B, C)
+        else:
+            x_q = x[torch.arange(B, device=x.device), last]  # (B, C)
+            mask = (torch.arange(T, device=x.device)[None] <= last[:, None])[:, None, None, :]  # (B, 1, 1, T)
+        q = F.linear(x_q, W[:C], b[:C]).view(B, nh, 1, hs)  # (B, nh, 1, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, 1, hs)
+        return self.resid_dropout(self.proj(y.reshape(B, C)))  # (B, C)
 
 
 class MLP(nn.Module):
@@ -110,10 +128,15 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
-        return x
+    def forward(self, x: torch.Tensor, last: torch.Tensor | int | None = None) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C); with `last` (see CausalSelfAttention), only each row's token
+        at that position -> (B, C)."""
+        if last is None:
+            x = x + self.attn(self.ln_1(x))
+        else:
+            rows = x[:, -1] if isinstance(last, int) else x[torch.arange(x.shape[0], device=x.device), last]
+            x = rows + self.attn(self.ln_1(x), last)  # (B, C)
+        return x + self.mlp(self.ln_2(x))
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,7 +366,8 @@ class DecisionTransformer(nn.Module):
         enc.obs_mean.copy_(mean)
         enc.obs_std.copy_(std.clamp_min(1e-6))
 
-    def _embed_observations(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
+    def embed_observations(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
+        """Observations (B_i, K, ...) of one task -> (B_i, K, C)."""
         space = self.tasks[task_index].observation
         if isinstance(space, Discrete):
             return self.obs_encoders[str(task_index)](obs.long())  # (B_i, K, C)
@@ -351,13 +375,39 @@ class DecisionTransformer(nn.Module):
             return self.image_encoder(obs)  # (B_i, K, C)
         return self.obs_encoders[str(task_index)](obs)  # (B_i, K, C)
 
+    def embed_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
+        """Actions (..., A) or (...) of one task -> (..., C), as the previous action of a token."""
+        enc = self.action_encoders[str(task_index)]
+        return enc(actions.float() if self.tasks[task_index].continuous else actions.long())
+
     def _embed_previous_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
         """Embed a_{t-1} for every position t of the window; position 0 gets `no_action`."""
-        enc = self.action_encoders[str(task_index)]
-        prev = actions[:, :-1]  # (B_i, K-1, A) or (B_i, K-1)
-        emb = enc(prev.float() if self.tasks[task_index].continuous else prev.long())  # (B_i, K-1, C)
+        emb = self.embed_actions(task_index, actions[:, :-1])  # (B_i, K-1, C)
         first = self.no_action.to(emb.dtype).expand(emb.shape[0], 1, -1)  # (B_i, 1, C)
         return torch.cat([first, emb], dim=1)  # (B_i, K, C)
+
+    def embed_tokens(
+        self,
+        task: torch.Tensor,
+        observations: dict[int, torch.Tensor],
+        actions: dict[int, torch.Tensor],
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        rows: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The token of every step (B, K, C): its observation, previous action, return-to-go,
+        timestep and task, summed (arguments as `forward`'s)."""
+        B, K = returns_to_go.shape
+        x = None
+        for i in sorted(observations):
+            idx = rows[i] if rows is not None else torch.nonzero(task == i).squeeze(1)  # (B_i,)
+            emb = self.embed_observations(i, observations[i]) + self._embed_previous_actions(i, actions[i])  # (B_i, K, C)
+            assert emb.shape[:2] == (len(idx), K), (emb.shape, len(idx), K)
+            if x is None:
+                # The residual stream stays float32 under autocast; layers cast their own inputs.
+                x = emb.new_zeros(B, K, emb.shape[-1], dtype=torch.float32)  # (B, K, C)
+            x = x.index_copy(0, idx, emb.to(x.dtype))  # out of place: keeps autograd simple
+        return x + self.condition_embedding(returns_to_go, timesteps, task[:, None])  # (B, K, C)
 
     def forward(
         self,
@@ -384,20 +434,16 @@ class DecisionTransformer(nn.Module):
         n_rows = sum(o.shape[0] for o in observations.values())
         if n_rows != B:
             raise ValueError(f"per-task observations hold {n_rows} rows, the batch has {B}")
-        x = None
-        for i in sorted(observations):
-            idx = rows[i] if rows is not None else torch.nonzero(task == i).squeeze(1)  # (B_i,)
-            emb = self._embed_observations(i, observations[i]) + self._embed_previous_actions(i, actions[i])  # (B_i, K, C)
-            assert emb.shape[:2] == (len(idx), K), (emb.shape, len(idx), K)
-            if x is None:
-                # The residual stream stays float32 under autocast; layers cast their own inputs.
-                x = emb.new_zeros(B, K, emb.shape[-1], dtype=torch.float32)  # (B, K, C)
-            x = x.index_copy(0, idx, emb.to(x.dtype))  # out of place: keeps autograd simple
-        x = x + self.condition_embedding(returns_to_go, timesteps, task[:, None])  # (B, K, C)
-        x = self.drop(x)
-        for block in self.blocks:
+        x = self.drop(self.embed_tokens(task, observations, actions, returns_to_go, timesteps, rows))
+        return self.transform(x)
+
+    def transform(self, x: torch.Tensor, last: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Tokens (B, K, C) through the blocks and the final norm -> hidden states (B, K, C);
+        with `last` ((B,) positions, or -1 for the final one), only each row's hidden state there
+        -> (B, C): the last block computes nothing else (acting needs only the newest step's)."""
+        for block in self.blocks[:-1]:
             x = block(x)
-        return self.ln_f(x)  # (B, K, C)
+        return self.ln_f(self.blocks[-1](x, last))
 
     def condition_embedding(self, returns_to_go: torch.Tensor, timesteps: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """What every token adds besides its observation and previous action: the scaled

@@ -18,13 +18,7 @@ Inference modes (`inference=`):
   action's apart, as window position 0 gets `no_action` instead); new weights recompute them.
 - "full" (exact): the model's own forward over the whole window; the reference "last" is
   tested against.
-- "kv_cache" (approximate, opt-in): each slot keeps every layer's keys and values of its
-  last K steps; a step runs only the newest token through the blocks, attending to them.
-  Exact until an episode passes K steps. After that it differs from the model's windows:
-  those drop the oldest step, so the oldest kept step loses its previous action (window
-  position 0 gets `no_action`) and the hidden states of blocks >= 2 change, while the
-  cached keys and values keep what they were when their step was new. After
-  `load_weights` each slot's cache is rebuilt from its window on its next step.
+Both use the model's own code (`DecisionTransformer.embed_tokens`, `.transform`).
 """
 from __future__ import annotations
 
@@ -32,12 +26,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from agents.model import Block, DecisionTransformer
+from agents.model import DecisionTransformer
 from agents.spaces import Box, TaskInfo
 
-INFERENCE_MODES = ("last", "full", "kv_cache")
+INFERENCE_MODES = ("last", "full")
 
 
 class Policy:
@@ -83,7 +76,6 @@ class Policy:
         # reallocated only when a slot switches to a task of another shape.
         self._obs_ring: list[np.ndarray | None] = [None] * num_slots
         self._act_ring: list[np.ndarray | None] = [None] * num_slots
-        self._kv: torch.Tensor | None = None
         if inference == "last":
             C = model.cfg.embed_dim
             # Per ring position: the step's token embedding without its previous action
@@ -91,13 +83,6 @@ class Policy:
             self._tok = torch.zeros(num_slots, K, C, device=self.device)  # (slots, K, C)
             self._act_emb = torch.zeros(num_slots, K, C, device=self.device)  # (slots, K, C)
             self._emb_fresh = np.zeros(num_slots, dtype=bool)  # embeddings match the current weights
-        if inference == "kv_cache":
-            cfg = model.cfg
-            # Keys and values of each slot's last K steps, every layer, at the same ring
-            # positions as the observations. Attention ignores order, so the ring needs no rotation.
-            self._kv = torch.zeros(cfg.n_layers, 2, num_slots, cfg.n_heads, K, cfg.embed_dim // cfg.n_heads,
-                                   device=self.device)  # (layers, k|v, slots, nh, K, hs)
-            self._kv_fresh = np.zeros(num_slots, dtype=bool)  # cache matches the current weights
 
     def _ring_shapes(self, task_index: int) -> tuple[tuple, np.dtype, tuple, np.dtype]:
         t = self.tasks[task_index]
@@ -126,8 +111,6 @@ class Policy:
         self._count[slot] = 0
         self._rtg[slot] = target_return * self.tasks[task_index].reward_scale
         self._t[slot] = 0
-        if self._kv is not None:
-            self._kv_fresh[slot] = True  # an empty cache is a valid one
         if self.inference == "last":
             self._emb_fresh[slot] = True
 
@@ -161,10 +144,7 @@ class Policy:
         # Rows sorted by task: the model embeds each task's rows together.
         order = np.argsort(self._task[slots], kind="stable")  # (S,)
         row_slots = slots[order]
-        if self.inference == "kv_cache":
-            last = self._act_cached(row_slots)
-        else:
-            last = self._act_windows(row_slots, exact_full=self.inference == "full")  # (S, C)
+        last = self._hidden(row_slots)  # (S, C)
 
         dev = self.device
         task = self._task[row_slots]
@@ -176,7 +156,7 @@ class Policy:
             a_t = dist.mode() if deterministic else dist.sample(self.generator)
             if self.inference == "last":
                 s_rows = row_slots[rows]
-                self._act_emb[s_rows, (self._count[s_rows] - 1) % self.K] = self._embed_actions(i, a_t)
+                self._act_emb[s_rows, (self._count[s_rows] - 1) % self.K] = self.model.embed_actions(i, a_t)
             a = a_t.cpu().numpy()
             continuous = self.tasks[i].continuous
             for r, row in enumerate(rows):
@@ -187,11 +167,10 @@ class Policy:
 
     # -- window inference ("full", "last") ------------------------------------------------
 
-    def _window_inputs(self, row_slots: np.ndarray) -> tuple:
+    def _window_inputs(self, row_slots: np.ndarray, lengths: np.ndarray) -> tuple:
         """Each slot's context left-aligned and right-padded to the longest one: causal
         attention keeps padding out of every real step's hidden state."""
         task = self._task[row_slots]  # (S,)
-        lengths = np.minimum(self._count[row_slots], self.K)  # (S,)
         L, S = int(lengths.max()), len(row_slots)
         rtg = np.zeros((S, L), dtype=np.float32)
         timesteps = np.zeros((S, L), dtype=np.int64)
@@ -220,57 +199,18 @@ class Policy:
             torch.from_numpy(rtg).to(dev),
             torch.from_numpy(timesteps).to(dev),
             {i: torch.from_numpy(r).to(dev) for i, r in rows_by_task.items()},
-            lengths,
         )
 
-    def _act_windows(self, row_slots: np.ndarray, exact_full: bool, capture: bool = False) -> torch.Tensor:
-        """Hidden state (S, C) of each slot's newest step, from its whole window.
-
-        capture: also store every layer's keys and values of the window in the slot's cache.
-        """
-        dev, m = self.device, self.model
-        if self.inference == "last":
-            lengths = np.minimum(self._count[row_slots], self.K)  # (S,)
-            x = self._cached_embeddings(row_slots, lengths)  # (S, L, C)
-        else:
-            task, obs, act, rtg, timesteps, rows, lengths = self._window_inputs(row_slots)
-            if exact_full:
-                hidden = m(task, obs, act, rtg, timesteps, rows=rows)  # (S, L, C)
-                return hidden[torch.arange(len(row_slots), device=dev), torch.from_numpy(lengths - 1).to(dev)]
-            x = self._embed(task, obs, act, rtg, timesteps, rows)  # (S, L, C)
-        last_pos = torch.from_numpy(lengths - 1).to(dev)  # (S,)
-        full_rows = bool(np.all(lengths == lengths[0]))
-        kv_rows = []
-        for layer, block in enumerate(m.blocks):
-            final = layer == len(m.blocks) - 1
-            x, k, v = _block_window(block, x, last_pos if final else None, full_rows)
-            if capture:
-                kv_rows.append((k, v))  # (S, nh, L, hs) each
-        if capture:
-            for r, s in enumerate(row_slots):
-                n = int(lengths[r])
-                ring = torch.from_numpy(self._window(s, n)).to(dev)
-                for layer, (k, v) in enumerate(kv_rows):
-                    self._kv[layer, 0, s][:, ring] = k[r, :, :n]
-                    self._kv[layer, 1, s][:, ring] = v[r, :, :n]
-        return m.ln_f(x)  # (S, C)
-
-    def _embed(self, task, obs, act, rtg, timesteps, rows) -> torch.Tensor:
-        """The model's token embeddings (S, L, C), as `DecisionTransformer.forward` makes them (eval mode)."""
-        m = self.model
-        S, L = rtg.shape
-        x = None
-        for i in sorted(obs):
-            emb = m._embed_observations(i, obs[i]) + m._embed_previous_actions(i, act[i])  # (S_i, L, C)
-            if x is None:
-                x = emb.new_zeros(S, L, emb.shape[-1], dtype=torch.float32)
-            x[rows[i]] = emb.to(x.dtype)
-        return x + m.condition_embedding(rtg, timesteps, task[:, None])  # (S, L, C)
-
-    def _embed_actions(self, task_index: int, actions: torch.Tensor) -> torch.Tensor:
-        """(N, C) embeddings of actions (N, A) or (N,) of one task, as previous actions."""
-        enc = self.model.action_encoders[str(task_index)]
-        return enc(actions.float() if self.tasks[task_index].continuous else actions.long())
+    def _hidden(self, row_slots: np.ndarray) -> torch.Tensor:
+        """Hidden state (S, C) of each slot's newest step, from its whole window."""
+        lengths = np.minimum(self._count[row_slots], self.K)  # (S,)
+        last = torch.from_numpy(lengths - 1).to(self.device)  # (S,) each row's newest position
+        if self.inference == "full":
+            hidden = self.model(*self._window_inputs(row_slots, lengths))  # (S, L, C)
+            return hidden[torch.arange(len(row_slots), device=self.device), last]
+        x = self._cached_embeddings(row_slots, lengths)  # (S, L, C)
+        # Every row as long as the longest: each newest step is the window's last, no gather or mask.
+        return self.model.transform(x, -1 if np.all(lengths == lengths[0]) else last)  # (S, C)
 
     def _cached_embeddings(self, row_slots: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         """Token embeddings (S, L, C) of each slot's window, left-aligned, from the per-step cache.
@@ -294,12 +234,12 @@ class Policy:
             sel = np.flatnonzero(pair_task == i)
             obs = np.stack([self._obs_ring[s][p] for s, p in zip(pair_slot[sel], pair_pos[sel])])  # (P_i, ...)
             sel_t = torch.from_numpy(sel).to(dev)
-            tok[sel_t] = m._embed_observations(i, torch.from_numpy(obs).to(dev)[:, None])[:, 0].float()
+            tok[sel_t] = m.embed_observations(i, torch.from_numpy(obs).to(dev)[:, None])[:, 0].float()
             # Actions of the window's older steps (the newest step's is embedded once chosen).
             old = sel[pair_pos[sel] != (self._count[pair_slot[sel]] - 1) % K]
             if len(old):
                 acts = np.stack([self._act_ring[s][p] for s, p in zip(pair_slot[old], pair_pos[old])])
-                self._act_emb[pair_slot[old], pair_pos[old]] = self._embed_actions(i, torch.from_numpy(acts).to(dev))
+                self._act_emb[pair_slot[old], pair_pos[old]] = m.embed_actions(i, torch.from_numpy(acts).to(dev))
         rtg = torch.from_numpy(self._rtg_ring[pair_slot, pair_pos]).to(dev)  # (P,)
         t = torch.from_numpy(self._t_ring[pair_slot, pair_pos]).to(dev)  # (P,)
         tok = tok + m.condition_embedding(rtg, t, torch.from_numpy(pair_task).to(dev))  # (P, C)
@@ -313,62 +253,6 @@ class Policy:
         prev = self._act_emb[slot_idx, (ring_t - 1) % K]  # (S, L, C): the action before each step
         prev[:, 0] = m.no_action
         return x + prev
-
-    # -- cached inference ("kv_cache") --------------------------------------------------
-
-    def _act_cached(self, row_slots: np.ndarray) -> torch.Tensor:
-        """Hidden state (S, C) of each slot's newest step from that step's token and the cache."""
-        stale = ~self._kv_fresh[row_slots]
-        if stale.any():
-            # Rebuilt from the window: those slots' caches (and hidden states) come out exact.
-            last = torch.empty(len(row_slots), self.model.cfg.embed_dim, device=self.device)
-            stale_rows = np.flatnonzero(stale)
-            last[torch.from_numpy(stale_rows).to(self.device)] = self._act_windows(row_slots[stale_rows], False, capture=True)
-            self._kv_fresh[row_slots[stale_rows]] = True
-            fresh_rows = np.flatnonzero(~stale)
-            if len(fresh_rows):
-                last[torch.from_numpy(fresh_rows).to(self.device)] = self._act_cached(row_slots[fresh_rows])
-            return last
-        m, dev, K = self.model, self.device, self.K
-        S = len(row_slots)
-        task = self._task[row_slots]
-        counts = self._count[row_slots]  # (S,) steps including the new one
-        pos = torch.from_numpy((counts - 1) % K).to(dev)  # (S,) ring position of the new step
-        x = torch.empty(S, 1, m.cfg.embed_dim, device=dev)  # (S, 1, C)
-        for i in np.unique(task):
-            i = int(i)
-            rows = np.flatnonzero(task == i)
-            slots_i = row_slots[rows]
-            ring = (self._count[slots_i] - 1) % K
-            obs = np.stack([self._obs_ring[s][p] for s, p in zip(slots_i, ring)])[:, None]  # (S_i, 1, ...)
-            prev = np.stack([self._act_ring[s][(p - 1) % K] for s, p in zip(slots_i, ring)])  # (S_i, ...)
-            emb = m._embed_observations(i, torch.from_numpy(obs).to(dev))  # (S_i, 1, C)
-            prev_t = torch.from_numpy(prev).to(dev)
-            enc = m.action_encoders[str(i)]
-            prev_emb = enc(prev_t.float() if self.tasks[i].continuous else prev_t.long())  # (S_i, C)
-            first = torch.from_numpy(self._count[slots_i] == 1).to(dev)[:, None]  # (S_i, 1): no previous action
-            prev_emb = torch.where(first, m.no_action.to(prev_emb.dtype), prev_emb)
-            x[torch.from_numpy(rows).to(dev)] = (emb + prev_emb[:, None]).float()
-        rtg = torch.from_numpy(self._rtg_ring[row_slots, (counts - 1) % K]).to(dev)  # (S,)
-        t = torch.from_numpy(self._t_ring[row_slots, (counts - 1) % K]).to(dev)  # (S,)
-        x = x + m.condition_embedding(rtg, t, torch.from_numpy(task).to(dev))[:, None]  # (S, L, C)
-        valid = torch.from_numpy(np.arange(K)[None] < counts[:, None]).to(dev)[:, None, None, :]  # (S, 1, 1, K)
-        # All slots in slot order (one task, every env stepping): the cache is used in place.
-        whole = S == self.num_slots and bool(np.all(row_slots == np.arange(S)))
-        slot_idx = slice(None) if whole else torch.from_numpy(row_slots).to(dev)
-        C = x.shape[-1]
-        for layer, block in enumerate(m.blocks):
-            nh = block.attn.n_heads
-            q, k, v = block.attn.qkv(block.ln_1(x)).split(C, dim=2)  # 3 x (S, 1, C)
-            kv = self._kv[layer] if whole else self._kv[layer][:, slot_idx]  # (2, S, nh, K, hs)
-            kv[:, torch.arange(S, device=dev), :, pos] = torch.stack((k, v), dim=1).view(S, 2, nh, C // nh)
-            if not whole:
-                self._kv[layer][:, slot_idx] = kv
-            y = F.scaled_dot_product_attention(q.view(S, 1, nh, C // nh).transpose(1, 2), kv[0], kv[1],
-                                               attn_mask=valid)  # (S, nh, 1, hs)
-            x = x + block.attn.proj(y.transpose(1, 2).reshape(S, 1, C))
-            x = x + block.mlp(block.ln_2(x))
-        return m.ln_f(x[:, 0])  # (S, C)
 
     def rewards(self, slots: Sequence[int], rewards: Sequence[float]):
         """Account the rewards of the last actions: rtg -= reward * reward_scale, timestep += 1."""
@@ -387,38 +271,4 @@ class Policy:
         self.model.eval()
         if self.inference == "last":
             self._emb_fresh[:] = False  # cached embeddings came from the old weights
-        if self._kv is not None:
-            self._kv_fresh[:] = False  # cached keys and values came from the old weights
 
-
-def _block_window(block: Block, x: torch.Tensor, last_pos: torch.Tensor | None, full_rows: bool = False) -> tuple:
-    """`block` over a window x (S, L, C) in eval mode; returns (x', keys, values), keys and
-    values (S, nh, L, hs).
-
-    last_pos (S,): compute only each row's token at that position after the keys and values
-    (x' is then (S, C)); positions past it are padding, masked out. None: every position, causal.
-    full_rows: every last_pos is L - 1 (no padding).
-    """
-    S, L, C = x.shape
-    attn = block.attn
-    nh, hs = attn.n_heads, C // attn.n_heads
-    h = block.ln_1(x)  # (S, L, C)
-    W, b = attn.qkv.weight, attn.qkv.bias  # (3C, C), (3C,): rows are q | k | v
-    if last_pos is None:
-        q, k, v = F.linear(h, W, b).split(C, dim=2)  # 3 x (S, L, C)
-        q, k, v = (z.view(S, L, nh, hs).transpose(1, 2) for z in (q, k, v))  # (S, nh, L, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (S, nh, L, hs)
-        x = x + attn.proj(y.transpose(1, 2).reshape(S, L, C))
-        return x + block.mlp(block.ln_2(x)), k, v
-    k, v = F.linear(h, W[C:], b[C:]).split(C, dim=2)  # 2 x (S, L, C)
-    k, v = (z.view(S, L, nh, hs).transpose(1, 2) for z in (k, v))  # (S, nh, L, hs)
-    if full_rows:  # every row's newest step is at L - 1 and sees the whole window: no gather, no mask
-        h_last, x_last, mask = h[:, -1], x[:, -1], None  # (S, C), (S, C)
-    else:
-        arange = torch.arange(S, device=x.device)
-        h_last, x_last = h[arange, last_pos], x[arange, last_pos]  # (S, C) each
-        mask = (torch.arange(L, device=x.device)[None] <= last_pos[:, None])[:, None, None, :]  # (S, 1, 1, L)
-    q = F.linear(h_last, W[:C], b[:C]).view(S, nh, 1, hs)  # (S, nh, 1, hs)
-    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (S, nh, 1, hs)
-    x = x_last + attn.proj(y.reshape(S, C))  # (S, C)
-    return x + block.mlp(block.ln_2(x)), k, v

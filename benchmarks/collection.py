@@ -8,14 +8,12 @@ For each task and number of environments (1 and 8), in one process with one torc
     odt       frontier's RolloutWorker with the ODT policy (default ModelConfig, context K),
               exact inference (`Policy(inference="last")`, the default);
     odt_full  the same with the whole-window forward (`inference="full"`): the before;
-    odt_kv    the same with the opt-in, approximate key/value cache (`inference="kv_cache"`);
     rllib     RLlib's SingleAgentEnvRunner.sample() with its default PPO model (new API stack).
 Each call of a contender runs a fixed number of env steps and returns its steps/s; the median
-over rounds is the figure. The kv cache's effect on actions is measured too.
+over rounds is the figure.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -27,13 +25,12 @@ from benchmarks.common import (figure, interleaved, machine, machine_line, markd
 
 TASKS = ("Hopper-v5", "HalfCheetah-v5", "ALE/Breakout-ram-v5")
 NUM_ENVS = (1, 8)
-CONTENDERS = ("raw", "mlp", "odt", "odt_full", "odt_kv", "rllib")
+CONTENDERS = ("raw", "mlp", "odt", "odt_full", "rllib")
 LABELS = {
     "raw": "(a) raw simulator, random actions",
     "mlp": "(b) RolloutWorker + MLP expert",
     "odt": "(c) RolloutWorker + ODT (exact, default)",
     "odt_full": "(c) before: ODT whole-window forward",
-    "odt_kv": "(c') ODT with kv cache (approximate, opt-in)",
     "rllib": "(d) RLlib SingleAgentEnvRunner, PPO default",
 }
 # (numerator, denominator, envs, target): the issue's targets.
@@ -44,9 +41,6 @@ TARGETS = (
     ("odt", "rllib", 8, 0.5),
 )
 MLP_HIDDEN = (64, 64)  # the zoo's policy shape (envs/zoo cards: hidden 64,64, tanh)
-# A finished run directory (config.yaml + model.safetensors) whose trained model the kv-cache
-# action comparison also uses, on each of its tasks.
-TRAINED_RUN_ENV = "FRONTIER_BENCH_TRAINED_RUN"
 
 
 class MLPActor:
@@ -180,78 +174,6 @@ def rllib_loop(task: str, num_envs: int, steps: int, seed: int = 0):
     return run, counts
 
 
-def trained_model(run_dir: str | Path):
-    """The DecisionTransformer of a finished run directory (config.yaml + model.safetensors)."""
-    import safetensors.torch
-    import yaml
-
-    from agents.model import DecisionTransformer, ModelConfig
-    from envs.registry import get_task
-
-    run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    model = DecisionTransformer(ModelConfig(**cfg["model"]), [get_task(t).info() for t in cfg["tasks"]])
-    model.load_state_dict(safetensors.torch.load_file(str(run_dir / "model.safetensors")))
-    return model
-
-
-def kv_cache_action_difference(task: str, steps: int, seed: int = 0, model=None) -> dict:
-    """Max |a_kv - a_exact| of deterministic actions on the same observations, within the first
-    K steps of an episode (where the cache is exact) and after (where it approximates).
-
-    model: a trained multi-task model holding `task` (its eval target conditions it); default a
-    fresh default-config model (random weights: hidden states depend little on context, so
-    this understates the approximation).
-    """
-    from agents.model import DecisionTransformer, ModelConfig
-    from agents.policy import Policy
-    from envs.registry import get_task
-
-    spec = get_task(task)
-    if model is None:
-        torch.manual_seed(seed)
-        model = DecisionTransformer(ModelConfig(), [spec.info()])
-        target = spec.explore_target
-    else:
-        target = spec.eval_target
-    infos = model.tasks
-    index = [t.name for t in infos].index(task)
-    info = infos[index]
-    exact = Policy(model, infos, 1, inference="last")
-    cached = Policy(model, infos, 1, inference="kv_cache")
-    env = spec.make_env(seed=seed)
-    obs, _ = env.reset(seed=seed)
-    K = model.cfg.context_len
-    for p in (exact, cached):
-        p.reset(0, index, target)
-    within, beyond, t = [], [], 0
-    for _ in range(steps):
-        a = exact.act([0], [obs], deterministic=True)[0]
-        b = cached.act([0], [obs], deterministic=True)[0]
-        diff = float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
-        (within if t < K else beyond).append(diff)
-        obs, r, terminated, truncated, _ = env.step(a)  # the exact policy drives the episode
-        for p in (exact, cached):
-            p.rewards([0], [r])
-        t += 1
-        if terminated or truncated:
-            obs, _ = env.reset()
-            t = 0
-            for p in (exact, cached):
-                p.reset(0, index, target)
-    env.close()
-    return {
-        "task": task,
-        "steps": steps,
-        "max_abs_diff_first_K_steps": max(within, default=0.0),
-        "max_abs_diff_after_K_steps": max(beyond, default=0.0),
-        "mean_abs_diff_after_K_steps": float(np.mean(beyond)) if beyond else 0.0,
-        "different_action_rate_after_K_steps": float(np.mean(np.asarray(beyond) > 1e-4)) if beyond else 0.0,
-        "steps_after_K": len(beyond),
-        "actions": "continuous in [-1, 1]" if info.continuous else "discrete (index difference)",
-    }
-
-
 def thread_choice(task: str, num_slots: int, acts: int, rounds: int, seed: int = 0) -> dict:
     """ms per `Policy.act` (exact inference, full windows) with 1 and with 2 torch threads, interleaved."""
     from agents.model import DecisionTransformer, ModelConfig
@@ -310,7 +232,6 @@ def measure(tasks, num_envs, steps: int, rounds: int, contenders=CONTENDERS) -> 
                 "mlp": lambda: worker_loop(task, n, steps, "mlp"),
                 "odt": lambda: worker_loop(task, n, steps, "last"),
                 "odt_full": lambda: worker_loop(task, n, steps, "full"),
-                "odt_kv": lambda: worker_loop(task, n, steps, "kv_cache"),
                 "rllib": lambda: rllib_loop(task, n, steps),
             }
             made = {c: makers[c]() for c in contenders}
@@ -367,13 +288,6 @@ def run(quick: bool, out: Path, tasks=TASKS, num_envs=NUM_ENVS, steps: int | Non
     t0 = time.perf_counter()
     results = measure(tasks, num_envs, steps, rounds)
     ratio_rows = ratios(results)
-    kv = [{**kv_cache_action_difference(t, 60 if quick else 600), "weights": "random (default ModelConfig)"}
-          for t in tasks]
-    trained = os.environ.get(TRAINED_RUN_ENV)
-    if trained:  # a trained model shows the approximation where it matters
-        model = trained_model(trained)
-        kv += [{**kv_cache_action_difference(info.name, 60 if quick else 1500, model=model), "weights": f"trained: {trained}"}
-               for info in model.tasks]
     speedup = {t: {n: results[t][n]["odt"]["steps_per_s"] / results[t][n]["odt_full"]["steps_per_s"]
                    for n in results[t]} for t in results}
     mlp_kind = {t: mlp_policy(t)[1] for t in tasks}
@@ -387,9 +301,6 @@ def run(quick: bool, out: Path, tasks=TASKS, num_envs=NUM_ENVS, steps: int | Non
     ratio_table = [[r["task"], r["ratio"], r["envs"], r["value"], f">= {r['target']}", "MET" if r["met"] else "NOT MET"]
                    for r in ratio_rows]
     speed_rows = [[t, int(n), s] for t in speedup for n, s in speedup[t].items()]
-    kv_rows = [[k["task"], k["weights"], k["max_abs_diff_first_K_steps"], k["max_abs_diff_after_K_steps"],
-                k["mean_abs_diff_after_K_steps"], k["different_action_rate_after_K_steps"], k["steps_after_K"],
-                k["actions"]] for k in kv]
     resets = [reset_cost(t) for t in tasks]
     threads = thread_choice(tasks[0], max(num_envs), 5 if quick else 50, 1 if quick else 5)
     reset_rows = [[r["task"], r["seeded_reset_ms"], r["unseeded_reset_ms"]] for r in resets]
@@ -423,11 +334,6 @@ ODT: default ModelConfig (embed 128, 3 layers, 4 heads, context K=20), random in
 
 {markdown_table(["task", "envs", "speed-up"], speed_rows)}
 
-## kv cache (opt-in, approximate): deterministic actions vs exact inference on the same observations
-
-{markdown_table(["task", "weights", "max abs diff, first K steps", "max abs diff, after K", "mean abs diff, after K",
-                 "share of steps differing (> 1e-4), after K", "steps after K", "actions"], kv_rows)}
-
 ## Torch threads for ODT inference ({threads['task']}, {threads['slots']} slots, full windows, ms per act)
 
 1 thread: {threads['ms_per_act']['1']:.2f} ms; 2 threads: {threads['ms_per_act']['2']:.2f} ms. Every contender above runs
@@ -457,7 +363,6 @@ Reseeding ALE reloads the ROM.
         "results": results,
         "ratios": ratio_rows,
         "odt_speedup_last_vs_full": speedup,
-        "kv_cache_action_difference": kv,
         "reset_cost": resets,
         "thread_choice": threads,
     }, md)

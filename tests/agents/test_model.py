@@ -176,3 +176,15 @@ def test_parameter_and_flop_counts(tasks, model_cfg):
     expected = 2 * (block + 2 * C + C * 3 + 3) + 2 * L * model_cfg.context_len * C
     assert model.flops_per_token(2) == expected
     assert model.flops_per_token() == max(model.flops_per_token(i) for i in range(3))
+
+
+def test_transform_at_the_last_positions_equals_the_whole_window(tasks, model_cfg):
+    torch.manual_seed(0)
+    model = DecisionTransformer(model_cfg, tasks).eval()
+    x = torch.randn(3, model_cfg.context_len, model_cfg.embed_dim)  # (B, K, C) tokens
+    full = model.transform(x)  # (B, K, C)
+    last = torch.tensor([model_cfg.context_len - 1, 2, 0])
+    torch.testing.assert_close(model.transform(x, last), full[torch.arange(3), last], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.transform(x, -1), full[:, -1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="-1"):
+        model.transform(x, 2)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.model import DecisionTransformer, batch_to_tensors
+from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
 from agents.policy import Policy
-from agents.spaces import Discrete
+from agents.spaces import Box, Discrete, TaskInfo
 from agents.trajectory import Episode, make_batch
 
 
@@ -121,3 +121,72 @@ def test_load_weights_changes_actions(tasks, model_cfg):
     policy.reset(0, 0, 1.0)
     after = policy.act([0], [obs], deterministic=True)[0]
     assert not np.allclose(before, after)
+
+
+# Inference modes: "last" (the default) against the model's own whole-window forward.
+
+MODE_TASKS = [
+    TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1),
+    TaskInfo("img", Box((12, 12, 2), "uint8"), Discrete(4), reward_scale=0.5),
+    TaskInfo("grid", Discrete(5), Discrete(3)),
+]
+MODE_CFG = ModelConfig(embed_dim=32, n_layers=3, n_heads=2, context_len=6, max_timestep=64)
+
+
+def _obs(task, rng):
+    if isinstance(task.observation, Discrete):
+        return int(rng.integers(0, task.observation.n))
+    if task.observation.is_image:
+        return rng.integers(0, 256, task.observation.shape, dtype=np.uint8)
+    return rng.normal(size=task.observation.shape).astype(np.float32)
+
+
+def _lockstep(modes, slot_tasks, steps, subsets=False, reset_at=None, reload_at=None, seed=0):
+    """One Policy per inference mode, fed the same observations and rewards; every policy's
+    action history is overwritten with the first one's, so their contexts stay equal even where
+    their actions differ. Returns {mode: per step, the deterministic actions flattened}."""
+    torch.manual_seed(seed)
+    model = DecisionTransformer(MODE_CFG, MODE_TASKS)
+    model.set_observation_stats(0, [0.5, -0.5, 0.0], [2.0, 1.0, 0.5])
+    policies = {m: Policy(model, MODE_TASKS, len(slot_tasks), seed=0, inference=m) for m in modes}
+    rng = np.random.default_rng(seed)
+    for p in policies.values():
+        for s, i in enumerate(slot_tasks):
+            p.reset(s, i, 3.0)
+    logs = {m: [] for m in modes}
+    for t in range(steps):
+        slots = list(range(len(slot_tasks)))
+        if subsets and t % 3 == 1:
+            slots = slots[::2]  # some steps act for a subset of slots, out of the cache's order
+        obs = [_obs(MODE_TASKS[slot_tasks[s]], rng) for s in slots]
+        acts = {m: p.act(slots, obs, deterministic=True) for m, p in policies.items()}
+        for m in modes:
+            logs[m].append(np.concatenate([np.ravel(np.asarray(a, dtype=np.float64)) for a in acts[m]]))
+        reward = rng.normal(size=len(slots)).astype(np.float32)
+        for p in policies.values():
+            p.rewards(slots, reward)
+            ref = policies[modes[0]]
+            for s in slots:
+                p._act_ring[s][:] = ref._act_ring[s]
+        if reset_at is not None and t == reset_at:
+            for p in policies.values():
+                p.reset(0, slot_tasks[0], 1.0)
+        if reload_at is not None and t == reload_at:
+            torch.manual_seed(seed + 1)
+            other = DecisionTransformer(MODE_CFG, MODE_TASKS).state_dict()
+            for p in policies.values():
+                p.load_weights(other)
+    return logs
+
+
+def test_last_step_inference_equals_whole_window_forward():
+    # New weights at step 10 (the cached token embeddings are recomputed) and a reset at step 8.
+    logs = _lockstep(("full", "last"), [0, 1, 2, 0], steps=3 * MODE_CFG.context_len, subsets=True, reset_at=8,
+                     reload_at=10)
+    for a, b in zip(logs["full"], logs["last"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_unknown_inference_mode_rejected():
+    with pytest.raises(ValueError, match="'fast'"):
+        Policy(DecisionTransformer(MODE_CFG, MODE_TASKS), MODE_TASKS, 1, inference="fast")
