@@ -104,7 +104,10 @@ def train(config: Path, overrides: list[str], run_dir: Path) -> dict:
     cfg = config_mod.load(run_dir / "config.yaml") if resume else config_mod.load(config, overrides)
     print(f"  {'resuming' if resume else 'training'} {run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir}",
           flush=True)
-    return SerialRunner(cfg, run_dir, resume=resume, live=False).run()
+    summary = SerialRunner(cfg, run_dir, resume=resume, live=False).run()
+    if summary["status"] != "finished":  # Ctrl-C or SIGTERM: stop the benchmark, not just this run
+        raise SystemExit(f"{run_dir}: stopped ({summary.get('stop_reason')}); run the benchmark again to resume")
+    return summary
 
 
 def eval_curve(run_dir: Path, task: str) -> dict[str, list[float]]:

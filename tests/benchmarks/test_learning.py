@@ -61,3 +61,11 @@ def test_one_suite_is_rerun_and_the_others_sections_are_kept(tmp_path, monkeypat
     assert (data["quick"], data["medium"], data["low"]) == ({"q": 1}, {"m": 2}, {"l": 4})
     md = (out / "learning.md").read_text()
     assert "Q table" in md and "### sub\n\nM2" in md and "new low" in md and "old low" not in md
+
+
+def test_a_stopped_run_stops_the_benchmark_instead_of_starting_the_next(tmp_path, monkeypatch):
+    from distributed import driver
+
+    monkeypatch.setattr(driver.SerialRunner, "run", lambda self: {"status": "failed", "stop_reason": "terminated"})
+    with pytest.raises(SystemExit, match="stopped \\(terminated\\); run the benchmark again to resume"):
+        learning.train(learning.ROOT / "configs" / "quick.yaml", learning.QUICK_OVERRIDES, tmp_path / "run")
