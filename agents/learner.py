@@ -31,27 +31,37 @@ STATE_FILE = "learner_state.pt"
 class LearnerConfig:
     """Optimization settings."""
 
-    lr: float = 3e-4  # AdamW peak learning rate of the model
-    weight_decay: float = 5e-4  # AdamW weight decay, applied to weight matrices and embeddings only
-    warmup_updates: int = 500  # updates of linear learning-rate warmup from lr/warmup_updates to lr
-    grad_clip: float = 0.25  # max global gradient norm of the model parameters
-    # Adam learning rate of the per-task log temperature. ODT's 1e-4 cannot lift a near-deterministic
-    # fit's entropy to its target within any budget run here (tests/agents/test_learner.py), and
-    # on Hopper from medium data it gained +0.8 ± 11.6 D4RL points against 3e-3's +5.5 ± 12.9.
+    lr: float = 3e-4
+    """AdamW peak learning rate of the model."""
+    weight_decay: float = 5e-4
+    """AdamW weight decay, applied to weight matrices and embeddings only."""
+    warmup_updates: int = 500
+    """Updates of linear learning-rate warmup from lr/warmup_updates to lr."""
+    grad_clip: float = 0.25
+    """Max global gradient norm of the model parameters."""
     temperature_lr: float = 3e-3
-    # beta of beta-NLL for continuous actions (0: ODT's plain NLL). With plain NLL the squashed
-    # Gaussian can settle on a wide, mean-zero fit of saturating (bang-bang) expert actions;
-    # 1 gives the mean a squared-error gradient.
+    """Adam learning rate of the per-task log temperature. ODT's 1e-4 cannot lift a
+    near-deterministic fit's entropy to its target within any budget run here
+    (tests/agents/test_learner.py), and on Hopper from medium data it gained +0.8 ± 11.6 D4RL
+    points against 3e-3's +5.5 ± 12.9."""
     nll_beta: float = 1.0
-    # Weight of the critic's actor term (agents/critic.py: ODT with TD3 gradients), relative to
-    # the NLL; 0 trains no critic. For data whose returns are too low for return-conditioned
-    # imitation to find better actions; TD3+BC weighs its Q term 2.5 against a squared error.
+    """beta of beta-NLL for continuous actions (0: ODT's plain NLL). With plain NLL the squashed
+    Gaussian can settle on a wide, mean-zero fit of saturating (bang-bang) expert actions; 1 gives
+    the mean a squared-error gradient."""
     critic_weight: float = 0.0
-    critic_lr: float = 3e-4  # Adam learning rate of the critics
-    discount: float = 0.99  # the critics' discount factor
-    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ...
-    bf16: bool = True  # bf16 autocast for forward and loss; used on CUDA only
-    compile: bool = False  # torch.compile the model's forward
+    """Weight of the critic's actor term (agents/critic.py: ODT with TD3 gradients), relative to
+    the NLL; 0 trains no critic. For data whose returns are too low for return-conditioned
+    imitation to find better actions; TD3+BC weighs its Q term 2.5 against a squared error."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    discount: float = 0.99
+    """The critics' discount factor."""
+    device: str = "auto"
+    """Device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", ..."""
+    bf16: bool = True
+    """bf16 autocast for forward and loss; used on CUDA only."""
+    compile: bool = False
+    """torch.compile the model's forward."""
 
     def __post_init__(self):
         if self.lr <= 0 or self.temperature_lr <= 0:

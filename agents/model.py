@@ -33,21 +33,30 @@ from agents.spaces import Box, Discrete, TaskInfo
 class ModelConfig:
     """Transformer size and the bounds of the action distribution."""
 
-    embed_dim: int = 128  # C: token width
-    n_layers: int = 3  # transformer blocks
-    n_heads: int = 4  # attention heads per block; must divide embed_dim
-    context_len: int = 20  # K: steps (= tokens) per window
-    max_timestep: int = 4096  # size of the timestep embedding table; larger timesteps are clamped to the last entry
-    # Add an embedding of the step's index in its episode to every token. Off, as in ODT: with it,
-    # a return target beyond the data pairs the return-to-go with timesteps it never met at that
-    # value, and online fine-tuning collapsed (InvertedPendulum from medium data: a final model
-    # returned 397 conditioned on 300 but 72-77 on 400-1000; without it, every target within 60 of
-    # its value; benchmarks/results/learning.md).
+    embed_dim: int = 128
+    """C: token width."""
+    n_layers: int = 3
+    """Transformer blocks."""
+    n_heads: int = 4
+    """Attention heads per block; must divide embed_dim."""
+    context_len: int = 20
+    """K: steps (= tokens) per window."""
+    max_timestep: int = 4096
+    """Size of the timestep embedding table; larger timesteps are clamped to the last entry."""
     timestep_embedding: bool = False
-    dropout: float = 0.1  # dropout on token embeddings and residual branches
-    log_std_min: float = -5.0  # lower bound of the Gaussian head's log std (ODT)
-    log_std_max: float = 2.0  # upper bound of the Gaussian head's log std (ODT)
-    init_temperature: float = 0.1  # initial entropy temperature alpha, per task
+    """Add an embedding of the step's index in its episode to every token. Off, as in ODT: with it,
+    a return target beyond the data pairs the return-to-go with timesteps it never met at that
+    value, and online fine-tuning collapsed (InvertedPendulum from medium data: a final model
+    returned 397 conditioned on 300 but 72-77 on 400-1000; without it, every target within 60 of
+    its value; benchmarks/results/learning.md)."""
+    dropout: float = 0.1
+    """Dropout on token embeddings and residual branches."""
+    log_std_min: float = -5.0
+    """Lower bound of the Gaussian head's log std (ODT)."""
+    log_std_max: float = 2.0
+    """Upper bound of the Gaussian head's log std (ODT)."""
+    init_temperature: float = 0.1
+    """Initial entropy temperature alpha, per task."""
 
     def __post_init__(self):
         if self.embed_dim < 1 or self.n_layers < 1 or self.n_heads < 1:

@@ -1,7 +1,8 @@
 """Run configuration: dataclasses with a docstring per field, YAML loading, `--set` overrides.
 
 Every key is checked before any work starts: an unknown key or a value of the wrong type
-raises `ValueError` naming the key, so the CLI can print one line and exit.
+raises `ValueError` naming the key, so the CLI can print one line and exit. Values are checked
+by the dataclasses themselves (`__post_init__`), so a `RunConfig` built in code is checked too.
 """
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ from distributed.replay import EVICTION_RULES
 RETURN_TARGETS = ("task", "data", "top")
 
 
+def _check_bounds(section: str, obj, positive: tuple[str, ...] = (), nonnegative: tuple[str, ...] = ()) -> None:
+    """ValueError naming the key ("config key 'section.field'") of the first field out of bounds."""
+    for names, ok, bound in ((positive, lambda v: v > 0, "> 0"), (nonnegative, lambda v: v >= 0, ">= 0")):
+        for name in names:
+            v = getattr(obj, name)
+            if not ok(v):
+                raise ValueError(f"config key '{section}{name}' must be {bound}, got {v}")
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}")
+
+
 @dataclass
 class ExpertConfig:
     source: str = "scripted"
@@ -29,6 +44,9 @@ class ExpertConfig:
     """Per-task override of the source kind: {task name: kind}."""
     episodes: int = 20
     """Expert episodes collected per task before offline pretraining."""
+
+    def __post_init__(self):
+        _check_bounds("experts.", self, positive=("episodes",))
 
 
 @dataclass
@@ -49,6 +67,15 @@ class ReplayConfig:
     0.07 (benchmarks/results/learning.md)."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
+
+    def __post_init__(self):
+        _check_bounds("replay.", self, positive=("capacity",))
+        _check_choice("replay.eviction", self.eviction, EVICTION_RULES)
+        if not 0.0 <= self.offline_share <= 1.0:
+            raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {self.offline_share}")
+        for task, w in self.task_weights.items():
+            if w < 0:
+                raise ValueError(f"config key 'replay.task_weights.{task}' must be >= 0, got {w}")
 
 
 @dataclass
@@ -104,6 +131,14 @@ class TrainConfig:
     """Train only the per-task modules (observation and action encoders, heads, task embedding,
     temperature); the shared transformer keeps the weights it started with (e.g. from `init_from`)."""
 
+    def __post_init__(self):
+        _check_bounds("train.", self,
+                      positive=("batch_size", "updates_per_round", "explore_steps_per_round", "eval_every",
+                                "eval_episodes", "final_eval_episodes"),
+                      nonnegative=("pretrain_updates", "online_updates", "max_wall_s", "max_learner_flops",
+                                   "eval_target_scale", "explore_target_scale"))
+        _check_choice("train.return_targets", self.return_targets, RETURN_TARGETS)
+
 
 @dataclass
 class RolloutConfig:
@@ -122,6 +157,10 @@ class RolloutConfig:
     moves its work (Ray restarts it; its unacknowledged episodes are lost). This catches what the
     per-step deadline (`TaskSpec.step_timeout_s`) cannot: a step stuck in C code, which no Python
     signal handler interrupts. 0: no limit."""
+
+    def __post_init__(self):
+        _check_bounds("rollout.", self, positive=("envs_per_worker", "explore_workers", "eval_workers", "weights_every"),
+                      nonnegative=("call_timeout_s",))
 
 
 @dataclass
@@ -146,6 +185,26 @@ class RunConfig:
     init_task_map: dict[str, str] = field(default_factory=dict)
     """Use the `init_from` run's per-task modules of task A for this run's task B: {A: B}. Lets a
     model of one task start another task with the same observation and action spaces."""
+
+    def __post_init__(self):
+        """Checks across sections; each section checks its own values. Task names are checked
+        against the registry by the caller."""
+        if not self.tasks:
+            raise ValueError("config key 'tasks' must name at least one task")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"config key 'tasks' lists a task twice: {self.tasks}")
+        _check_bounds("", self, positive=("checkpoint_every",))
+        for task in self.replay.task_weights:
+            if task not in self.tasks:
+                raise ValueError(f"config key 'replay.task_weights.{task}': task not in 'tasks'")
+        for task in self.experts.sources:
+            if task not in self.tasks:
+                raise ValueError(f"config key 'experts.sources.{task}': task not in 'tasks'")
+        if self.init_task_map and not self.init_from:
+            raise ValueError("config key 'init_task_map' needs 'init_from'")
+        for old, new in self.init_task_map.items():
+            if new not in self.tasks:
+                raise ValueError(f"config key 'init_task_map.{old}': {new!r} is not in 'tasks'")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -203,6 +262,8 @@ def _build(cls: type, data: dict, prefix: str = ""):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
+        if str(e).startswith("config key"):  # the dataclass named the key itself
+            raise ValueError(str(e)) from None
         raise ValueError(f"invalid config section '{prefix.rstrip('.') or 'root'}': {e}") from None
 
 
@@ -237,9 +298,7 @@ def from_dict(data: dict, overrides: list[str] = ()) -> RunConfig:
     for text in overrides:
         key, value = parse_override(text)
         _set_path(data, key, value)
-    cfg = _build(RunConfig, data)
-    validate(cfg)
-    return cfg
+    return _build(RunConfig, data)
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
@@ -268,60 +327,3 @@ def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
 
 def save(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-def validate(cfg: RunConfig) -> None:
-    """Value checks beyond types; task names are checked against the registry by the caller."""
-    if not cfg.tasks:
-        raise ValueError("config key 'tasks' must name at least one task")
-    if len(set(cfg.tasks)) != len(cfg.tasks):
-        raise ValueError(f"config key 'tasks' lists a task twice: {cfg.tasks}")
-    positive = {
-        "experts.episodes": cfg.experts.episodes,
-        "replay.capacity": cfg.replay.capacity,
-        "train.batch_size": cfg.train.batch_size,
-        "train.updates_per_round": cfg.train.updates_per_round,
-        "train.explore_steps_per_round": cfg.train.explore_steps_per_round,
-        "train.eval_every": cfg.train.eval_every,
-        "train.eval_episodes": cfg.train.eval_episodes,
-        "train.final_eval_episodes": cfg.train.final_eval_episodes,
-        "rollout.envs_per_worker": cfg.rollout.envs_per_worker,
-        "rollout.explore_workers": cfg.rollout.explore_workers,
-        "rollout.eval_workers": cfg.rollout.eval_workers,
-        "rollout.weights_every": cfg.rollout.weights_every,
-        "checkpoint_every": cfg.checkpoint_every,
-        "model.context_len": cfg.model.context_len,
-    }
-    for key, v in positive.items():
-        if v <= 0:
-            raise ValueError(f"config key '{key}' must be > 0, got {v}")
-    for key, v in {"train.pretrain_updates": cfg.train.pretrain_updates,
-                   "train.online_updates": cfg.train.online_updates,
-                   "train.max_wall_s": cfg.train.max_wall_s,
-                   "train.max_learner_flops": cfg.train.max_learner_flops,
-                   "train.eval_target_scale": cfg.train.eval_target_scale,
-                   "train.explore_target_scale": cfg.train.explore_target_scale,
-                   "rollout.call_timeout_s": cfg.rollout.call_timeout_s}.items():
-        if v < 0:
-            raise ValueError(f"config key '{key}' must be >= 0, got {v}")
-    if cfg.train.return_targets not in RETURN_TARGETS:
-        raise ValueError(f"config key 'train.return_targets' must be one of {', '.join(RETURN_TARGETS)}, "
-                         f"got {cfg.train.return_targets!r}")
-    if cfg.replay.eviction not in EVICTION_RULES:
-        raise ValueError(f"config key 'replay.eviction' must be one of {', '.join(EVICTION_RULES)}, "
-                         f"got {cfg.replay.eviction!r}")
-    if not 0.0 <= cfg.replay.offline_share <= 1.0:
-        raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {cfg.replay.offline_share}")
-    for task, w in cfg.replay.task_weights.items():
-        if task not in cfg.tasks:
-            raise ValueError(f"config key 'replay.task_weights.{task}': task not in 'tasks'")
-        if w < 0:
-            raise ValueError(f"config key 'replay.task_weights.{task}' must be >= 0, got {w}")
-    for task in cfg.experts.sources:
-        if task not in cfg.tasks:
-            raise ValueError(f"config key 'experts.sources.{task}': task not in 'tasks'")
-    if cfg.init_task_map and not cfg.init_from:
-        raise ValueError("config key 'init_task_map' needs 'init_from'")
-    for old, new in cfg.init_task_map.items():
-        if new not in cfg.tasks:
-            raise ValueError(f"config key 'init_task_map.{old}': {new!r} is not in 'tasks'")

@@ -75,3 +75,20 @@ def test_committed_run_configs_load_with_known_tasks_and_sources(path):
         spec = get_task(task)
         kind = cfg.experts.sources.get(task, cfg.experts.source)
         assert kind.startswith("dataset:") or kind in spec.experts, (task, kind)
+
+
+def test_a_config_built_in_code_is_checked_too():
+    from distributed.config import ReplayConfig, RolloutConfig, RunConfig, TrainConfig
+
+    with pytest.raises(ValueError, match="config key 'train.batch_size' must be > 0, got 0"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="config key 'train.return_targets' must be one of"):
+        TrainConfig(return_targets="best")
+    with pytest.raises(ValueError, match="config key 'replay.offline_share' must be in"):
+        ReplayConfig(offline_share=2.0)
+    with pytest.raises(ValueError, match="config key 'rollout.call_timeout_s' must be >= 0"):
+        RolloutConfig(call_timeout_s=-1)
+    with pytest.raises(ValueError, match="config key 'experts.sources.Hopper-v5': task not in 'tasks'"):
+        RunConfig(tasks=["CartPole-v1"], experts=config.ExpertConfig(sources={"Hopper-v5": "rl"}))
+    with pytest.raises(ValueError, match="config key 'tasks' lists a task twice"):
+        RunConfig(tasks=["CartPole-v1", "CartPole-v1"])
