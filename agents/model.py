@@ -300,6 +300,12 @@ class CategoricalHead:
 class DecisionTransformer(nn.Module):
     """One transformer for all `tasks`; task i is `tasks[i]` everywhere (batches, heads, temperature)."""
 
+    # What belongs to one task (agents/surgery.py moves it between models by task name): entries
+    # of these ModuleDicts, keyed by the task's position, and one row per task of these tensors.
+    # Everything else is the shared trunk.
+    PER_TASK_MODULES = ("obs_encoders", "action_encoders", "heads")
+    PER_TASK_ROWS = ("task_embed.weight", "log_temperature")
+
     def __init__(self, cfg: ModelConfig, tasks: Sequence[TaskInfo]):
         super().__init__()
         if len(tasks) == 0:

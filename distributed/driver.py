@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 from agents.learner import Learner
 from agents.spaces import Box
 from agents.storage import sha256_file
+from agents.surgery import freeze_trunk, transplant
 from distributed import config as config_mod
 from distributed.config import RunConfig
 from distributed.monitor import Monitor, write_json_atomic
@@ -121,66 +122,18 @@ def data_targets(specs, references: dict, stats: dict, mode: str, rule: str, sca
     return out
 
 
-# Parameters that belong to one task: ModuleDict entries keyed by the task's position.
-PER_TASK_MODULES = ("obs_encoders", "action_encoders", "heads")
-# Parameters with one row per task, indexed by the task's position.
-PER_TASK_ROWS = ("task_embed.weight", "log_temperature")
-
-
 def init_weights_from(model, run_dir: Path, task_map: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """Load another run's final model.safetensors into `model` where it fits.
-
-    Per-task modules and rows are matched by task NAME (positions differ between runs),
-    after renaming the other run's tasks by `task_map`; its tasks that `model` lacks are
-    skipped. Every other tensor (the shared trunk) is loaded when its shape matches.
-    Returns {"loaded": [...], "skipped": [...]} (this model's / the other model's keys).
-    """
+    """Load another run's final model.safetensors into `model` where it fits (agents.surgery.transplant:
+    per-task parameters by task name, after renaming by `task_map`; the trunk where shapes match)."""
     run_dir = Path(run_dir)
     weights, config_path = run_dir / "model.safetensors", run_dir / "config.yaml"
     if not weights.is_file() or not config_path.is_file():
         raise ValueError(f"init_from {run_dir}: not a finished run directory (needs model.safetensors and config.yaml)")
     their_tasks = config_mod.load(config_path).tasks
-    task_map = task_map or {}
-    unknown = [t for t in task_map if t not in their_tasks]
+    unknown = [t for t in task_map or {} if t not in their_tasks]
     if unknown:
         raise ValueError(f"init_task_map names {unknown[0]!r}, which the init_from run {run_dir} did not train on")
-    ours = {t.name: i for i, t in enumerate(model.tasks)}
-    # their position -> our position, for the tasks both have (after renaming)
-    index = {i: ours[task_map.get(t, t)] for i, t in enumerate(their_tasks) if task_map.get(t, t) in ours}
-    state = model.state_dict()
-    loaded, skipped = [], []
-    with torch.no_grad():
-        for key, value in load_file(str(weights)).items():
-            head, _, rest = key.partition(".")
-            if head in PER_TASK_MODULES:
-                pos, _, leaf = rest.partition(".")
-                target = f"{head}.{index[int(pos)]}.{leaf}" if int(pos) in index else None
-                if target is None or target not in state or state[target].shape != value.shape:
-                    skipped.append(key)
-                    continue
-                state[target].copy_(value)
-                loaded.append(target)
-            elif key in PER_TASK_ROWS:
-                for theirs, mine in index.items():
-                    state[key][mine].copy_(value[theirs])
-                loaded.append(key)
-            elif key in state and state[key].shape == value.shape:
-                state[key].copy_(value)
-                loaded.append(key)
-            else:
-                skipped.append(key)
-    return {"loaded": loaded, "skipped": skipped}
-
-
-def freeze_trunk(model) -> int:
-    """Stop gradients to everything but the per-task modules, the task embedding and the
-    temperature; returns the number of parameters left trainable."""
-    trainable = 0
-    for name, p in model.named_parameters():
-        per_task = name.split(".")[0] in PER_TASK_MODULES or name in PER_TASK_ROWS
-        p.requires_grad_(per_task)
-        trainable += p.numel() if per_task else 0
-    return trainable
+    return transplant(model, load_file(str(weights)), their_tasks, task_map)
 
 
 class RunState:

@@ -17,7 +17,8 @@ from distributed.cli import main
 from distributed.compare import (Arm, Job, Plan, execute, job_done, job_options, load_spec, make_plan, run_job, same_spaces,
                                  select_closest, spec_from_dict)
 from distributed.compare_report import arm_offset, arm_record, expert_cost, write_report
-from distributed.driver import SerialRunner, freeze_trunk, init_weights_from
+from agents.surgery import freeze_trunk
+from distributed.driver import SerialRunner, init_weights_from
 from envs.datasets import read_dataset_info
 from envs.experts.rl import zoo_policy
 from envs.registry import get_task
