@@ -1,11 +1,13 @@
 """LearnerService: the learner actor's body. Wraps `agents.learner.Learner` with batch
-prefetching from the replay store actor and weight publishing.
+prefetching and weight publishing, through the two functions it is given (no Ray in here):
+`sample(batch_size) -> Batch` and `publish(weights) -> handle`.
 
 A plain class the driver makes an actor (`ray.remote(**opts)(LearnerService)`), as it does
-with the rollout workers and the replay store:
+with the rollout workers and the replay store; on Ray, `sample` asks the replay store actor
+and `publish` is `ray.put` (distributed/ray_driver.py):
 
     learner = ray.remote(num_gpus=1)(LearnerService).remote(model_cfg, infos, learner_cfg, seed,
-                                                           replay, batch_size=128, weights_every=50)
+                                                           sample, publish, batch_size=128, weights_every=50)
     result = ray.get(learner.train.remote(100))     # 100 updates; metrics, counters, weights
     version, (ref,) = result["weights"]             # one ray.put, read by every rollout actor
 
@@ -21,10 +23,9 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
-import ray
 
 from agents.learner import Learner, LearnerConfig
 from agents.model import ModelConfig, batch_to_tensors
@@ -36,7 +37,7 @@ BATCH_TIMEOUT_S = 300.0
 
 
 class LearnerService:
-    """Trains on batches pulled from a replay store actor; publishes weights every `weights_every` updates."""
+    """Trains on batches from `sample`; publishes weights through `publish` every `weights_every` updates."""
 
     def __init__(
         self,
@@ -44,7 +45,8 @@ class LearnerService:
         tasks: Sequence[TaskInfo],
         learner_cfg: LearnerConfig,
         seed: int,
-        replay,
+        sample: Callable[[int], Batch],
+        publish: Callable[[dict], Any],
         batch_size: int,
         weights_every: int,
         prefetch: int = 4,
@@ -56,7 +58,8 @@ class LearnerService:
         # them, but nothing writes to a batch.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.learner = Learner(model_cfg, tasks, learner_cfg, seed=seed)
-        self.replay = replay
+        self.sample = sample
+        self._put = publish
         self.batch_size = batch_size
         self.weights_every = weights_every
         self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
@@ -73,7 +76,7 @@ class LearnerService:
     def _prefetch_loop(self) -> None:
         try:
             while not self._stop.is_set():
-                batch = ray.get(self.replay.sample.remote(self.batch_size))
+                batch = self.sample(self.batch_size)
                 item = (batch, batch_to_tensors(batch, self.learner.device))
                 while not self._stop.is_set():
                     try:
@@ -138,14 +141,14 @@ class LearnerService:
     # -- weights -------------------------------------------------------------------------
 
     def publish(self) -> tuple[int, list]:
-        """Put the current weights in the object store once; returns (version, [ref])."""
-        # The ref travels inside a list so Ray hands it on as a reference: each rollout
-        # actor fetches the weights itself, from its node's object store.
-        self._published = (self.learner.updates, [ray.put(self.learner.weights())])
+        """Publish the current weights once; returns (version, [handle])."""
+        # On Ray the handle (an object ref) travels inside a list so Ray hands it on as a
+        # reference: each rollout actor fetches the weights itself, from its node's object store.
+        self._published = (self.learner.updates, [self._put(self.learner.weights())])
         return self._published
 
     def weights(self) -> tuple[int, list]:
-        """The latest published (version, [ref]), publishing now if nothing was published yet."""
+        """The latest published (version, [handle]), publishing now if nothing was published yet."""
         return self._published if self._published is not None else self.publish()
 
     def set_observation_stats(self, stats: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:

@@ -50,6 +50,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import ray
@@ -140,6 +141,11 @@ def collect_expert_into(replay, task: str, kind: str, episodes: int, seed: int) 
     collect_expert's counters). On a rollout actor, or in the driver when none is up."""
     eps, counts = collect_expert(task, kind, episodes, seed)
     return ray.get(replay.add.remote(eps, offline=True)), counts
+
+
+def sample_from(replay, batch_size: int):
+    """A batch from the replay store actor (the learner's `sample`)."""
+    return ray.get(replay.sample.remote(batch_size))
 
 
 def gcs_actor(actor) -> dict:
@@ -309,7 +315,8 @@ class RayRunner(Runner):
             cfg.replay.task_weights, str(self.run_dir / "replay"), seed=cfg.seed, eviction=cfg.replay.eviction)
         gpu = resources.get("GPU", 0) >= 1
         self.learner = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=learner_res)(LearnerService).remote(
-            cfg.model, self.infos, cfg.learner, cfg.seed, self.replay, cfg.train.batch_size, cfg.rollout.weights_every)
+            cfg.model, self.infos, cfg.learner, cfg.seed, partial(sample_from, self.replay), ray.put,
+            cfg.train.batch_size, cfg.rollout.weights_every)
 
     def _restore_store(self) -> int:
         """Refill the store from replay/ (after a crash or stop); returns the episodes restored."""

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from distributed.learner_service import LearnerService
 from distributed.monitor import tag_name
-from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner, gcs_actor
+from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner, gcs_actor, sample_from
 from distributed.replay import ReplayStore, read_shards
 from distributed.rollout import collect_expert
 from envs.registry import get_task
@@ -37,14 +38,15 @@ def test_learner_service_prefetches_trains_publishes_and_checkpoints(tiny_config
     for task in cfg.tasks:
         ray.get(replay.add.remote(collect_expert(task, "scripted", 2, 0)[0], offline=True))
     make = ray.remote(LearnerService)
-    service = make.remote(cfg.model, infos, cfg.learner, 0, replay, batch_size=8, weights_every=5)
+    sample = partial(sample_from, replay)
+    service = make.remote(cfg.model, infos, cfg.learner, 0, sample, ray.put, batch_size=8, weights_every=5)
     out = ray.get(service.train.remote(12))
     assert out["updates"] == 12 and out["trained_timesteps"] > 0
     assert np.isfinite(out["metrics"]["loss/total"]) and 0 < out["utilization"] <= 1
     version, (published,) = out["weights"]
     assert version == 10  # the last multiple of weights_every, not the current update
     ray.get(service.save.remote(str(tmp_path)))
-    restored = make.remote(cfg.model, infos, cfg.learner, 1, replay, batch_size=8, weights_every=5)
+    restored = make.remote(cfg.model, infos, cfg.learner, 1, sample, ray.put, batch_size=8, weights_every=5)
     assert ray.get(restored.load.remote(str(tmp_path))) == 12
     version, (current,) = ray.get(restored.weights.remote())
     assert version == 12
