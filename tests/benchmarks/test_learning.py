@@ -31,7 +31,7 @@ def test_d4rl_score_endpoints(ret, expected):
 
 
 def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
-    from distributed.bench import BENCHMARKS, selected
+    from distributed.cli.bench import BENCHMARKS, selected
     from distributed.cli import main
 
     assert selected([]) == selected(["all"]) == list(BENCHMARKS)

@@ -8,7 +8,8 @@ from distributed.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "distributed.cli", *args], capture_output=True, text=True, timeout=120)
+    # The timeout guards against a hang: `tasks` builds every env (about 70 s on 2 idle cores).
+    return subprocess.run([sys.executable, "-m", "distributed.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture

@@ -12,12 +12,13 @@ import torch
 import yaml
 
 from agents.model import DecisionTransformer
+from agents.surgery import freeze_trunk
 from distributed import config as config_mod
 from distributed.cli import main
-from distributed.compare import (Arm, Job, Plan, execute, job_done, job_options, load_spec, make_plan, run_job, same_spaces,
-                                 select_closest, spec_from_dict)
-from distributed.compare_report import arm_offset, arm_record, expert_cost, write_report
-from agents.surgery import freeze_trunk
+from distributed.compare.jobs import execute, job_done, job_options, run_job
+from distributed.compare.plan import Arm, Job, Plan, make_plan
+from distributed.compare.report import arm_offset, arm_record, expert_cost, write_report
+from distributed.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
 from distributed.driver import SerialRunner, init_weights_from
 from envs.datasets import read_dataset_info
 from envs.experts.rl import zoo_policy
@@ -395,7 +396,7 @@ def test_committed_compare_specs_load_and_plan(path, tmp_path):
 
 
 def test_findings_call_differences_below_the_printed_precision_ties():
-    from distributed.compare_report import _findings
+    from distributed.compare.report import _findings
 
     def arm(iqm):
         return {"final_iqm": iqm, "final_ci": [iqm, iqm], "final_to_peak": None, "flops": {"x": [], "iqm": []},

@@ -7,7 +7,8 @@ import ray
 import torch
 
 from distributed.cli import main
-from distributed.experts import ExpertTrainConfig, ExpertTrainer
+from distributed.experts.config import ExpertTrainConfig
+from distributed.experts.trainer import ExpertTrainer
 from envs.experts.rl import MLPPolicy, ReplayExpert, save_policy, zoo_cards, zoo_replay
 from envs.registry import get_task
 

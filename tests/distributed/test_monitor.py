@@ -1,7 +1,7 @@
 """summary.json written by the Monitor."""
 import json
 
-from distributed.cli import _print_summary
+from distributed.cli.train import _print_summary
 from distributed.monitor import Monitor
 
 

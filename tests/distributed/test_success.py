@@ -8,7 +8,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.model import ModelConfig
-from distributed.cli import _print_summary
+from distributed.cli.train import _print_summary
 from distributed.monitor import Monitor
 from distributed.rollout import RolloutWorker
 from envs import registry

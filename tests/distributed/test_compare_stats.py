@@ -1,10 +1,10 @@
-"""distributed.stats against values computed by hand."""
+"""distributed.compare.stats against values computed by hand."""
 import math
 
 import numpy as np
 import pytest
 
-from distributed.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
+from distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 
 
 def test_iqm_drops_a_quarter_from_each_end():

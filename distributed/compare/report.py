@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distributed.compare import ARMS, Arm, CompareSpec, Plan, job_done, safe
+from distributed.compare.jobs import job_done
+from distributed.compare.plan import Arm, Plan
+from distributed.compare.spec import ARMS, CompareSpec, safe
+from distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 from distributed.monitor import normalized_score, write_json_atomic
-from distributed.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 
 SINGLE_POINT_ARMS = ("generalist-zeroshot", "generalist-fewshot")
 COLORS = {"scratch": "tab:gray", "specialist": "tab:blue", "related": "tab:green", "generalist": "tab:red",

@@ -1,5 +1,5 @@
-"""`frontier compare`: parse the command, run the spec's plan (distributed.compare), write the
-report (distributed.compare_report)."""
+"""`frontier compare`: parse the command, run the spec's plan (distributed/compare/jobs.py), write the
+report (distributed/compare/report.py)."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from distributed.compare import execute, load_spec, make_plan
-from distributed.compare_report import write_report
+from distributed.compare.jobs import execute
+from distributed.compare.plan import make_plan
+from distributed.compare.report import write_report
+from distributed.compare.spec import load_spec
 from distributed.errors import UsageError
 
 
