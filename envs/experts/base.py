@@ -53,9 +53,6 @@ class ExpertSource:
         MAX_FAILED_IN_A_ROW failures in a row: the env is broken, not unlucky."""
         try:
             rollout = run_episode(env, controller, env_seed, noise, self.spec.success_key)
-            obs, rewards = np.asarray(rollout[0]), np.asarray(rollout[2], dtype=np.float64)
-            if not np.all(np.isfinite(rewards)) or (obs.dtype.kind == "f" and not np.all(np.isfinite(obs))):
-                raise FloatingPointError("non-finite observation or reward")
         except Exception as e:
             self.episodes_dropped += 1
             cause = fault_cause(e)
@@ -94,8 +91,12 @@ def run_episode(
     uniform random action with that probability for Discrete) while the controller's own
     action is RECORDED (DART, Laskey et al. 2017): a precise controller otherwise never
     leaves a thin tube of states, and a policy imitating it has never seen a correction.
+
+    FloatingPointError at the first non-finite observation or reward: the env is not stepped
+    past a bad value (each fault costs one episode, like a rollout worker's step boundary).
     """
     obs, _ = env.reset(seed=int(env_seed))
+    _check_finite(obs, 0.0)
     env.action_space.seed(int(env_seed))
     rng = np.random.default_rng(int(env_seed))
     box = isinstance(env.action_space, gym.spaces.Box)
@@ -118,11 +119,17 @@ def run_episode(
         observations.append(obs)
         actions.append(action)
         obs, reward, terminated, truncated, info = env.step(executed)
+        _check_finite(obs, reward)
         rewards.append(float(reward))
         if success_key is not None:
             success = success or bool(info.get(success_key, False))
         if terminated or truncated:
             return observations, actions, rewards, bool(terminated), success
+
+
+def _check_finite(obs, reward) -> None:
+    if not (np.isfinite(reward) and np.all(np.isfinite(obs))):
+        raise FloatingPointError("non-finite observation or reward")
 
 
 def to_episode(task: str, observations: list, actions: list, rewards: list, terminated: bool, source: dict,

@@ -49,3 +49,32 @@ def test_an_env_that_always_fails_is_one_clear_error():
     with pytest.raises(RuntimeError, match="CartPole-faulty: 20 expert episodes in a row failed, the last with "
                                            "FloatingPointError"):
         list(source.episodes(3, seed=0))
+
+
+class NanThenCount(gym.Wrapper):
+    """Returns a NaN observation at step `at` of every episode and counts the steps taken after it."""
+
+    def __init__(self, env, at: int = 5):
+        super().__init__(env)
+        self.at, self.t, self.after_nan = at, 0, 0
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.t += 1
+        self.after_nan += self.t > self.at
+        obs, r, term, trunc, info = self.env.step(action)
+        return (np.full_like(obs, np.nan) if self.t == self.at else obs), r, term, trunc, info
+
+
+def test_an_env_is_not_stepped_past_its_first_non_finite_value():
+    envs = []
+    spec = dataclasses.replace(get_task("CartPole-v1"), name="CartPole-nan",
+                               env=lambda: envs.append(NanThenCount(gym.make("CartPole-v1"))) or envs[-1])
+    source = make_expert(spec, "scripted")
+    with pytest.raises(RuntimeError, match="20 expert episodes in a row failed"):
+        list(source.episodes(1, seed=0))
+    assert source.dropped_by_cause == {"non_finite": 20}
+    assert sum(e.after_nan for e in envs) == 0  # a later fault in the same episode would go uncounted
