@@ -219,7 +219,7 @@ class Policy:
         stale; padding positions hold whatever the ring holds (causal attention ignores them).
         """
         m, dev, K = self.model, self.device, self.K
-        S, L = len(row_slots), int(lengths.max())
+        L = int(lengths.max())
         counts = self._count[row_slots]  # (S,)
         # (slot, ring position) pairs to embed: the newest step, or the whole window if stale.
         stale = ~self._emb_fresh[row_slots]

@@ -92,7 +92,8 @@ QUICK_OVERRIDES = ["tasks=[CartPole-v1]", "experts.episodes=4", "model.embed_dim
 def train(config: Path, overrides: list[str], run_dir: Path) -> dict:
     """Run (or resume, or just read) one serial training run; its summary.json."""
     from distributed import config as config_mod
-    from distributed.driver import SerialRunner, latest_checkpoint
+    from distributed.driver import latest_checkpoint
+    from distributed.local_executor import SerialRunner
 
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":

@@ -23,7 +23,7 @@ TASK = "Hopper-v5"
 def _worker_class():
     import ray
 
-    from distributed.ray_driver import RayRolloutWorker
+    from distributed.ray_executor import RayRolloutWorker
 
     class BenchRolloutWorker(RayRolloutWorker):
         """RayRolloutWorker that can act with an MLP expert instead of the ODT policy."""

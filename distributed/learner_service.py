@@ -2,9 +2,10 @@
 prefetching and weight publishing, through the two functions it is given (no Ray in here):
 `sample(batch_size) -> Batch` and `publish(weights) -> handle`.
 
-A plain class the driver makes an actor (`ray.remote(**opts)(LearnerService)`), as it does
-with the rollout workers and the replay store; on Ray, `sample` asks the replay store actor
-and `publish` is `ray.put` (distributed/ray_driver.py):
+A plain class each executor places: in process (distributed/local_executor.py: `sample` is the
+store's own, `publish` keeps the weights as they are, no prefetch) or as an actor
+(`ray.remote(**opts)(LearnerService)`, distributed/ray_executor.py: `sample` asks the replay
+store actor and `publish` is `ray.put`):
 
     learner = ray.remote(num_gpus=1)(LearnerService).remote(model_cfg, infos, learner_cfg, seed,
                                                            sample, publish, batch_size=128, weights_every=50)
@@ -14,7 +15,8 @@ and `publish` is `ray.put` (distributed/ray_driver.py):
 A background thread keeps a few batches ready (`prefetch` of them) as device tensors, so an
 update never waits on the store unless the store is slower than the learner; on CUDA that
 thread pins each batch and starts its host-to-device copy (`batch_to_tensors`), so the copy
-overlaps the updates before it.
+overlaps the updates before it. With `prefetch=0` batches are sampled when needed, in the
+caller's thread (a serial run is then deterministic: a batch never races the data being added).
 """
 from __future__ import annotations
 
@@ -27,13 +29,31 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from safetensors.torch import load_file
+
 from agents.learner import Learner, LearnerConfig
 from agents.model import ModelConfig, batch_to_tensors
 from agents.spaces import TaskInfo
+from agents.surgery import freeze_trunk, transplant
 from agents.trajectory import Batch
+from distributed import config as config_mod
 
 # Seconds the learner waits for a prefetched batch before reporting the prefetch thread stuck.
 BATCH_TIMEOUT_S = 300.0
+
+
+def init_weights_from(model, run_dir: Path, task_map: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Load another run's final model.safetensors into `model` where it fits (agents.surgery.transplant:
+    per-task parameters by task name, after renaming by `task_map`; the trunk where shapes match)."""
+    run_dir = Path(run_dir)
+    weights, config_path = run_dir / "model.safetensors", run_dir / "config.yaml"
+    if not weights.is_file() or not config_path.is_file():
+        raise ValueError(f"init_from {run_dir}: not a finished run directory (needs model.safetensors and config.yaml)")
+    their_tasks = config_mod.load(config_path).tasks
+    unknown = [t for t in task_map or {} if t not in their_tasks]
+    if unknown:
+        raise ValueError(f"init_task_map names {unknown[0]!r}, which the init_from run {run_dir} did not train on")
+    return transplant(model, load_file(str(weights)), their_tasks, task_map)
 
 
 class LearnerService:
@@ -50,19 +70,23 @@ class LearnerService:
         batch_size: int,
         weights_every: int,
         prefetch: int = 4,
+        frozen_trunk: bool = False,
     ):
-        if weights_every < 1 or batch_size < 1 or prefetch < 1:
-            raise ValueError(f"weights_every, batch_size and prefetch must be >= 1, got "
+        if weights_every < 1 or batch_size < 1 or prefetch < 0:
+            raise ValueError(f"weights_every and batch_size must be >= 1 and prefetch >= 0, got "
                              f"{weights_every}, {batch_size}, {prefetch}")
         # Batches arrive as read-only views of the object store; torch warns about wrapping
         # them, but nothing writes to a batch.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.learner = Learner(model_cfg, tasks, learner_cfg, seed=seed)
+        if frozen_trunk:  # train.freeze_trunk: only the per-task modules learn
+            freeze_trunk(self.learner.model)
         self.sample = sample
+        self.prefetch = prefetch
         self._put = publish
         self.batch_size = batch_size
         self.weights_every = weights_every
-        self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(prefetch, 1))
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -88,6 +112,9 @@ class LearnerService:
             self._error = e
 
     def _next_batch(self) -> tuple[Batch, dict]:
+        if self.prefetch == 0:
+            batch = self.sample(self.batch_size)
+            return batch, batch_to_tensors(batch, self.learner.device)
         if self._thread is None:
             self._thread = threading.Thread(target=self._prefetch_loop, name="prefetch", daemon=True)
             self._thread.start()
@@ -103,14 +130,17 @@ class LearnerService:
 
     # -- training ------------------------------------------------------------------------
 
-    def train(self, n: int) -> dict:
-        """Run `n` updates. Returns the mean of their metrics, summed time/FLOPs/tokens, the
-        update counter, learner utilization so far, and the latest published weights."""
+    def train(self, n: int, max_flops: float | None = None) -> dict:
+        """Run `n` updates, or fewer: none once they have spent `max_flops` learner FLOPs (a budget's
+        rest). Returns the mean of their metrics, summed time/FLOPs/tokens, the update counter,
+        learner utilization so far, and the latest published weights."""
         start = time.perf_counter()
         sums: dict[str, float] = {}
         trained = 0
         wait = 0.0
-        for _ in range(n):
+        done = 0
+        while done < n and (max_flops is None or sums.get("learner/flops", 0.0) < max_flops):
+            done += 1
             t0 = time.perf_counter()
             batch, tensors = self._next_batch()
             wait += time.perf_counter() - t0
@@ -124,7 +154,7 @@ class LearnerService:
         self._busy_s += sums.get("learner/update_s", 0.0)
         self._train_wall_s += time.perf_counter() - start
         totals = ("learner/update_s", "learner/flops")
-        means = {k: (v if k in totals else v / max(n, 1)) for k, v in sums.items()}
+        means = {k: (v if k in totals else v / max(done, 1)) for k, v in sums.items()}
         return {
             "updates": self.learner.updates,
             "metrics": means,
@@ -157,6 +187,12 @@ class LearnerService:
             # Arrays arrive read-only from the object store; the model keeps its own copies.
             self.learner.model.set_observation_stats(i, np.array(mean), np.array(std))
         self.publish()
+
+    def init_from(self, run_dir: str, task_map: dict[str, str] | None = None) -> dict[str, list[str]]:
+        """`init_weights_from` into this learner's model; republishes the weights."""
+        report = init_weights_from(self.learner.model, Path(run_dir), task_map)
+        self.publish()
+        return report
 
     # -- files ---------------------------------------------------------------------------
 

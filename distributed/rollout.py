@@ -1,8 +1,8 @@
 """RolloutWorker: steps many environments of any mix of tasks with one batched policy forward
 per step, and returns whole finished episodes.
 
-A plain class: the serial runner calls it directly; the Ray driver makes it an actor with
-`ray.remote(RolloutWorker)`. Modes:
+A plain class; `RolloutService` adds the calls the trainer makes of a rollout actor, in process
+(distributed/local_executor.py) or as a Ray actor (distributed/ray_executor.py). Modes:
 - "explore": the current ODT policy, sampled actions, exploration return targets;
   environments persist across `collect` calls, so episodes span calls and none is cut.
 - "eval": deterministic actions, evaluation return targets; `evaluate` starts fresh episodes.
@@ -16,6 +16,7 @@ it) end the call with a RuntimeError instead of looping forever.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -267,3 +268,58 @@ def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list
     eps = list(source.episodes(episodes, seed))
     return eps, {"env_steps": source.env_steps, "cpu_s": time.process_time() - t0,
                  "episodes_dropped": source.episodes_dropped, "dropped_by_cause": dict(source.dropped_by_cause)}
+
+
+@dataclass
+class EpisodeResult:
+    """What the trainer logs of an episode a rollout service produced (the episode itself went to the store)."""
+
+    task: str
+    ret: float
+    success: bool | None = None  # see Episode.success
+
+
+class RolloutService(RolloutWorker):
+    """A RolloutWorker as the trainer uses it: weights by the handle the learner published, episodes
+    handed straight to the replay store (`replay.add`), a report of each call. In process, a handle
+    is the weights themselves; on Ray (distributed/ray_executor.py) an object reference."""
+
+    _handle = None  # the weights handle in use
+
+    def _sync_weights(self, version: int, box: list) -> None:
+        if box[0] is not self._handle:
+            self.set_weights(version, box[0])
+            self._handle = box[0]
+
+    def _store(self, replay, episodes: list, offline: bool = False) -> int:
+        """Hand `episodes` to the replay store; returns how many it acknowledged."""
+        return replay.add(episodes, offline=offline)
+
+    def collect_into(self, replay, min_steps: int, version: int, box: list, targets: dict | None = None) -> dict:
+        """Explore for at least `min_steps` env steps; store the finished episodes; report them.
+        `targets`: return targets to set first (see `set_targets`)."""
+        self._sync_weights(version, box)
+        self.set_targets(targets or {})
+        before = self.counters()
+        episodes = self.collect(min_steps)
+        acknowledged = self._store(replay, episodes) if episodes else 0
+        return {"episodes": [EpisodeResult(e.task, e.ret, e.success) for e in episodes], "acknowledged": acknowledged,
+                "before": before, "after": self.counters(), "weights_version": self.weights_version}
+
+    def evaluate_with(self, episodes_per_task: int, version: int, box: list, targets: dict | None = None) -> dict:
+        """Evaluate with the given weights (and return targets); report the episodes' returns."""
+        self._sync_weights(version, box)
+        self.set_targets(targets or {})
+        before = self.counters()
+        episodes = self.evaluate(episodes_per_task)
+        return {"episodes": [EpisodeResult(e.task, e.ret, e.success) for e in episodes], "before": before,
+                "after": self.counters(), "weights_version": self.weights_version}
+
+    def collect_expert_into(self, replay, task: str, kind: str, episodes: int, seed: int) -> tuple[int, dict]:
+        """Expert episodes of `task` into the replay store (offline); returns (episodes stored,
+        collect_expert's counters)."""
+        eps, counts = collect_expert(task, kind, episodes, seed)
+        return self._store(replay, eps, offline=True), counts
+
+    def pid(self) -> int:
+        return os.getpid()

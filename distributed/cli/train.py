@@ -60,11 +60,11 @@ def cmd_train(args) -> int:
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     try:  # setting up measures the tasks' missing reference returns: a broken env fails here
         if args.serial:
-            from distributed.driver import SerialRunner
+            from distributed.local_executor import SerialRunner
 
             runner = SerialRunner(cfg, run_dir, resume=bool(args.resume), strict=args.strict)
         else:
-            from distributed.ray_driver import RayRunner
+            from distributed.ray_executor import RayRunner
 
             runner = RayRunner(cfg, run_dir, resume=bool(args.resume),
                                address=args.address or os.environ.get("RAY_ADDRESS"), strict=args.strict)
@@ -104,7 +104,7 @@ def add_parser(sub) -> None:
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run from its last checkpoint")
     tr.add_argument("--address", help="Ray cluster to attach to ('auto' or host:port; default: RAY_ADDRESS, "
                                       "else an embedded local Ray)")
-    tr.add_argument("--serial", action="store_true", help="run everything in this process, without Ray")
+    tr.add_argument("--serial", action="store_true", help="run everything in this process, without Ray (the same schedule, one call at a time)")
     tr.add_argument("--strict", action="store_true",
                     help="with --resume: stop at an unreadable replay shard instead of moving it to replay/quarantine/")
     tr.set_defaults(func=cmd_train)

@@ -73,7 +73,7 @@ def _collect(d: Path, job: Job) -> None:
 
 
 def _train(out: Path, d: Path, job: Job) -> None:
-    from distributed.driver import SerialRunner
+    from distributed.local_executor import SerialRunner
 
     cfg = copy.deepcopy(job.config)
     if job.init_from_select:

@@ -1,7 +1,6 @@
 """The RL-gradient option: TD3 critics whose gradient reaches the transformer."""
 import numpy as np
 import pytest
-import torch
 
 from agents.critic import Critic, td3_terms
 from agents.learner import Learner, LearnerConfig

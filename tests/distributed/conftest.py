@@ -33,3 +33,19 @@ def tiny_config():
     def make(*overrides: str):
         return config_mod.from_dict(copy.deepcopy(TINY), list(overrides))
     return make
+
+
+@pytest.fixture(scope="module")
+def frontier_ray():
+    """An embedded Ray instance for one test module, with frontier's placement resources and
+    logical CPUs for the learner, two explorers and one evaluator on this small machine."""
+    import ray
+    import torch
+
+    from distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE
+
+    torch.set_num_threads(1)
+    ray.init(num_cpus=4, include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 100},
+             log_to_driver=False)
+    yield
+    ray.shutdown()

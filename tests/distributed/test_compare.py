@@ -19,7 +19,8 @@ from distributed.compare.jobs import execute, job_done, job_options, run_job
 from distributed.compare.plan import Arm, Job, Plan, make_plan
 from distributed.compare.report import arm_offset, arm_record, expert_cost, write_report
 from distributed.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
-from distributed.driver import SerialRunner, init_weights_from
+from distributed.learner_service import init_weights_from
+from distributed.local_executor import SerialRunner
 from envs.datasets import read_dataset_info
 from envs.experts.rl import zoo_policy
 from envs.registry import get_task
@@ -283,22 +284,15 @@ def test_freeze_trunk_trains_only_per_task_modules(tmp_path, tiny_config):
     cfg = tiny_config("train.pretrain_updates=5", "train.online_updates=0", "train.freeze_trunk=true")
     (tmp_path / "run").mkdir()
     runner = SerialRunner(cfg, tmp_path / "run", live=False)
-    before = {k: v.clone() for k, v in runner.learner.model.state_dict().items()}
+    model = runner.learner.learner.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     runner.run()
-    after = runner.learner.model.state_dict()
+    after = model.state_dict()
     assert torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
     assert torch.equal(before["rtg_embed.weight"], after["rtg_embed.weight"])  # shared embeddings are trunk
     assert not torch.equal(before["heads.0.weight"], after["heads.0.weight"])
     assert not torch.equal(before["obs_encoders.1.proj.weight"], after["obs_encoders.1.proj.weight"])
-    assert freeze_trunk(runner.learner.model) < runner.learner.model.num_parameters()
-
-
-def test_budget_options_need_the_serial_runner(tmp_path, tiny_config):
-    from distributed.ray_driver import RayRunner
-
-    (tmp_path / "run").mkdir()
-    with pytest.raises(ValueError, match="need the serial runner"):
-        RayRunner(tiny_config("train.max_learner_flops=1000000"), tmp_path / "run", live=False)
+    assert freeze_trunk(model) < model.num_parameters()
 
 
 # -- resuming, Ray, the report ----------------------------------------------------------------

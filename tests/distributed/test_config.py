@@ -67,7 +67,6 @@ def test_empty_config_file_is_an_error_not_every_default(tmp_path, text):
                          + sorted((Path(__file__).resolve().parents[2] / "configs" / "bench").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_committed_run_configs_load_with_known_tasks_and_sources(path):
-    from envs.registry import make_expert
     from envs.registry import get_task
 
     cfg = config.load(path)

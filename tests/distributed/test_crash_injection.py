@@ -11,7 +11,7 @@ import pytest
 
 from agents.model import ModelConfig
 from distributed import config
-from distributed.driver import SerialRunner
+from distributed.local_executor import SerialRunner
 from distributed.replay import read_shards
 from distributed.rollout import RolloutWorker
 from envs import registry

@@ -15,20 +15,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from distributed.learner_service import LearnerService
 from distributed.monitor import tag_name
-from distributed.ray_driver import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner, gcs_actor, sample_from
+from distributed.ray_executor import RayRunner, gcs_actor, sample_from
 from distributed.replay import ReplayStore, read_shards
 from distributed.rollout import collect_expert
 from envs.registry import get_task
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance():
-    torch.set_num_threads(1)
-    # Logical CPUs for the learner, two explorers and one evaluator on this small machine.
-    ray.init(num_cpus=4, include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 100},
-             log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("frontier_ray")  # one Ray instance for the module
 
 
 def test_learner_service_prefetches_trains_publishes_and_checkpoints(tiny_config, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from distributed import config
-from distributed.driver import SerialRunner
+from distributed.local_executor import SerialRunner
 from distributed.replay import read_shards
 from envs.references import REFERENCE_SEED
 from envs.seeding import RESERVED
@@ -69,7 +69,7 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     episodes_before = sum(len(eps) for _, eps, _ in read_shards(run_dir / "replay"))
     more = config.from_dict(TINY, ["train.online_updates=100"])
     runner = SerialRunner(more, run_dir, resume=True, live=False)
-    assert runner.learner.updates == 300
+    assert runner.learner.learner.updates == 300
     assert sum(s["episodes"] for s in runner.replay.stats().values()) == episodes_before
     resumed = runner.run()
     assert resumed["learner_updates"] == 350
@@ -93,7 +93,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_pat
     err = capsys.readouterr().err
     assert f"resume: skipping checkpoint {newest.name}:" in err and len(err.strip().splitlines()) == 1
     updates = int(previous.name.split("-")[1])
-    assert runner.resume_from == previous and runner.learner.updates == runner.state.updates == updates
+    assert runner.resume_from == previous and runner.learner.learner.updates == runner.state.updates == updates
     runner.monitor.close()
 
 

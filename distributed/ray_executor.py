@@ -1,0 +1,203 @@
+"""The Ray executor: the trainer's components as Ray actors, working at the same time.
+
+    runner = RayRunner(cfg, run_dir, resume=False, address=None)   # None: embedded local Ray
+    summary = runner.run()
+
+Placement (custom resources, so one file serves a laptop and a cluster; see cluster.yaml):
+- replay store: a threaded actor (many writers and the learner's prefetch at once), no CPU,
+  a sliver of `frontier_learner`, so it sits on the learner's node next to `replay/`;
+- learner: `LearnerService`, one GPU when the cluster has one, a sliver of `frontier_learner`;
+- rollout actors (explore and eval modes): one CPU and one `frontier_rollout` each, spread
+  over the nodes, restarted by Ray when they die (`max_restarts=-1`, `max_task_retries=0`: a
+  failed call comes back to the trainer, which gives its work to another actor or the driver);
+- expert collection: one call per task name, spread over the rollout actors, writing into the
+  replay store.
+
+The schedule and the fault handling are the trainer's (distributed/trainer.py).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from functools import partial
+from pathlib import Path
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
+
+from distributed.config import RunConfig
+from distributed.learner_service import LearnerService
+from distributed.replay import ReplayStore
+from distributed.rollout import RolloutService
+from distributed.trainer import Trainer
+
+LEARNER_RESOURCE = "frontier_learner"
+ROLLOUT_RESOURCE = "frontier_rollout"
+# Share of `frontier_learner` each of the learner and the replay store asks for: both fit on the one node that has it.
+LEARNER_SLIVER = 0.01
+# Seconds a no-op call to the learner or the store may take before the actor is taken to be alive but busy.
+READY_TIMEOUT_S = 60.0
+# Seconds to wait for a TCP connection to a given Ray address before calling it unreachable
+# (ray.init itself retries a dead address for minutes).
+CONNECT_TIMEOUT_S = 5.0
+
+
+class RayRolloutWorker(RolloutService):
+    """A rollout service as a Ray actor: weights by object reference (each actor fetches them from
+    its node's object store), episodes to the replay store actor."""
+
+    _weights_ref: str | None = None  # the object id of the weights in use
+
+    def _sync_weights(self, version: int, box: list) -> None:
+        # By object id, not version: after a learner restore the versions start again from a checkpoint's.
+        if box[0].hex() != self._weights_ref:
+            self.set_weights(version, ray.get(box[0]))
+            self._weights_ref = box[0].hex()
+
+    def _store(self, replay, episodes: list, offline: bool = False) -> int:
+        return ray.get(replay.add.remote(episodes, offline=offline))
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+def sample_from(replay, batch_size: int):
+    """A batch from the replay store actor (the learner's `sample`)."""
+    return ray.get(replay.sample.remote(batch_size))
+
+
+def gcs_actor(actor) -> dict:
+    """Ray's control store (GCS) record of `actor` ("State", "NumRestarts", ...)."""
+    # ray.util.state would serve it through the dashboard, which the embedded instance does not
+    # start; the GCS table is always there.
+    return ray._private.state.actors(actor_id=actor._actor_id.hex())
+
+
+def check_reachable(address: str) -> None:
+    """ValueError in one line if `address` ("host:port" or "ray://host:port"; "auto" is Ray's to
+    resolve) takes no TCP connection within CONNECT_TIMEOUT_S."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Ray address {address!r} is not host:port, ray://host:port, 'auto' or 'local'")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address} within {CONNECT_TIMEOUT_S:g} s: "
+                         f"{e.strerror or e}") from None
+
+
+class RayExecutor:
+    """Executor of a run on a Ray cluster, or on an embedded local instance (see
+    distributed/trainer.py for the interface)."""
+
+    remote = True
+    # How a call fails when its actor is lost: Ray's error, or the trainer's cancellation (stranded calls).
+    LOST = (RayActorError, TaskCancelledError)
+    # An error raised inside a call (the actor is up); one whose cause is a lost actor is also LOST.
+    TASK_ERROR = RayTaskError
+
+    def __init__(self, address: str | None = None):
+        self.address = address
+        self._owns_ray = False
+        self._custom: bool | None = None  # whether the cluster has the frontier resources
+
+    def connect(self, cfg: RunConfig) -> None:
+        if ray.is_initialized():  # a caller (a test, a notebook) already set Ray up
+            return
+        address = self.address
+        if address and address != "local":
+            check_reachable(address)
+            ray.init(address=address)
+        else:
+            r = cfg.rollout
+            # address="local": an embedded instance of our own, even when another Ray instance runs
+            # on this machine (ray.init() without an address would attach to that one). Logical
+            # CPUs: at least one per actor, or the last actors would never be placed on a small machine.
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, 1 + r.explore_workers + r.eval_workers),
+                     include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 1000})
+        self._owns_ray = True
+
+    def connected(self) -> bool:
+        return ray.is_initialized()
+
+    def shutdown(self) -> None:
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self._owns_ray = False
+
+    # -- placement -----------------------------------------------------------------------
+
+    def _resources(self, kind: str) -> dict:
+        if self._custom is None:
+            resources = ray.cluster_resources()
+            self._custom = LEARNER_RESOURCE in resources and ROLLOUT_RESOURCE in resources
+            if not self._custom:
+                print(f"warning: the Ray cluster has no '{LEARNER_RESOURCE}'/'{ROLLOUT_RESOURCE}' resources "
+                      f"(see cluster.yaml); placing actors by CPU/GPU only", flush=True)
+        if not self._custom:
+            return {}
+        return {LEARNER_RESOURCE: LEARNER_SLIVER} if kind == "learner" else {ROLLOUT_RESOURCE: 1}
+
+    def replay_store(self, *args, **kwargs):
+        return ray.remote(num_cpus=0, max_concurrency=8, resources=self._resources("learner"))(ReplayStore).remote(
+            *args, **kwargs)
+
+    def learner_service(self, replay, model_cfg, infos, learner_cfg, seed: int, batch_size: int,
+                        weights_every: int, frozen_trunk: bool):
+        gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        cls = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=self._resources("learner"))(LearnerService)
+        return cls.remote(model_cfg, infos, learner_cfg, seed, partial(sample_from, replay), ray.put,
+                          batch_size, weights_every, frozen_trunk=frozen_trunk)
+
+    def rollout_service(self, args: tuple):
+        cls = ray.remote(num_cpus=1, resources=self._resources("rollout"), max_restarts=-1, max_task_retries=0,
+                         scheduling_strategy="SPREAD")(RayRolloutWorker)
+        return cls.remote(*args)
+
+    def local_service(self, args: tuple) -> RayRolloutWorker:
+        """An in-driver stand-in for a rollout actor that is down."""
+        return RayRolloutWorker(*args)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def call(self, actor, method: str, *args):
+        return getattr(actor, method).remote(*args)
+
+    def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None) -> tuple[list, list]:
+        return ray.wait(refs, num_returns=num_returns, timeout=timeout)
+
+    def get(self, ref, timeout: float | None = None):
+        return ray.get(ref, timeout=timeout)
+
+    def cancel(self, ref) -> None:
+        ray.cancel(ref)
+
+    def kill(self, actor, restart: bool) -> None:
+        ray.kill(actor, no_restart=not restart)
+
+    def dead(self, actor) -> bool:
+        """Whether a no-op call to `actor` fails (Ray shows it dead); a busy actor is alive."""
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=READY_TIMEOUT_S)
+        except RayActorError:
+            return True
+        except GetTimeoutError:  # alive, busy with a long call
+            pass
+        return False
+
+    def actor_state(self, actor) -> str:
+        return gcs_actor(actor)["State"]
+
+    def restarts(self, actor) -> int:
+        return gcs_actor(actor)["NumRestarts"]
+
+
+class RayRunner(Trainer):
+    """A run on Ray: the trainer over the Ray executor."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, address: str | None = None,
+                 live: bool | None = None, strict: bool = False):
+        super().__init__(cfg, run_dir, RayExecutor(address), resume, live, strict)
