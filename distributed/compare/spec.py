@@ -130,7 +130,11 @@ def validate_spec(spec: CompareSpec) -> None:
     if spec.closest.measure == "list" and not spec.closest.order:
         raise ValueError("config key 'closest.order' must list sources for closest.measure 'list'")
     if spec.closest.measure == "spaces":
-        same_spaces(spec.target, spec.sources, spec.closest.order)  # raises when neither works
+        candidates, fell_back = same_spaces(spec.target, spec.sources, spec.closest.order)  # raises when neither works
+        if not fell_back and len(candidates) * spec.source_flops >= spec.budget_flops:
+            raise ValueError(f"closest.measure 'spaces' charges the specialist every candidate's model: "
+                             f"{len(candidates)} x source_flops ({spec.source_flops:g}) must be below budget_flops "
+                             f"({spec.budget_flops:g}), or the arm has nothing left for fine-tuning")
     if not spec.seeds:
         raise ValueError("config key 'seeds' must list at least one seed")
     for key in ("budget_flops", "source_flops", "pretrain_flops"):
