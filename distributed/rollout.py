@@ -8,11 +8,9 @@ A plain class; `RolloutService` adds the calls the trainer makes of a rollout ac
 - "eval": deterministic actions, evaluation return targets; `evaluate` starts fresh episodes.
 Expert collection (any expert source) is `collect_expert`.
 
-An environment that raises (a hung step or reset too: envs/deadline.py), or returns a non-finite
-observation or reward, from a step, a reset or its build, costs that episode only: it is dropped
-and counted, the environment rebuilt, and the worker goes on;
-MAX_FAILED_IN_A_ROW failures in a row in one env (a broken env, or a policy whose actions break
-it) end the call with a RuntimeError instead of looping forever.
+The environments are an envs.env_pool.EnvPool, the fault boundary expert sources use too: an env
+that raises, hangs or returns a non-finite value costs that episode only (dropped, counted, the env
+rebuilt, the worker goes on); a broken env ends the call with a RuntimeError, never a hang.
 """
 from __future__ import annotations
 
@@ -26,25 +24,9 @@ import numpy as np
 from agents.model import DecisionTransformer, ModelConfig
 from agents.policy import Policy
 from agents.trajectory import Episode
+from envs.env_pool import EnvPool
 from envs.registry import get_task, make_expert
-from envs.deadline import fault_cause
-from envs.experts.base import MAX_FAILED_IN_A_ROW
 from envs.seeding import stream_seed
-
-
-@dataclass
-class _Slot:
-    """One environment and the episode it is in."""
-
-    task_index: int
-    env: object
-    seed: int  # the env's seed, given to make_env when the env was built
-    obs: list
-    actions: list
-    rewards: list
-    current: object = None  # the observation the policy acts on next
-    episode: int = -1  # index of the current episode in this env
-    success: bool | None = None  # the current episode met the task's success condition (None: it has none)
 
 
 class RolloutWorker:
@@ -71,15 +53,13 @@ class RolloutWorker:
         self.weights_version = -1
         self.targets: dict[int, float] = {}  # task index -> return target replacing the spec's (see set_targets)
         self.num_envs = num_envs
-        # Distinct, reproducible env seeds per worker and slot: each env built takes the next one.
-        self._seed_base = stream_seed(mode, seed, worker=worker_index)
-        self._envs_built = 0
         self.env_steps = 0
         self.episodes_dropped = 0
         self.dropped_by_cause: dict[str, int] = {}  # episodes_dropped by envs.deadline.fault_cause
         self.cpu_s = 0.0
-        self._failed_in_a_row = [0] * num_envs  # per slot: drops since its last good step
-        self.slots = [self._new_slot(self.task_indices[i % len(self.task_indices)]) for i in range(num_envs)]
+        # Distinct, reproducible env seeds per worker and slot: each env built takes the next one.
+        self.pool = EnvPool(self.specs, [self.task_indices[i % len(self.task_indices)] for i in range(num_envs)],
+                            seed_base=stream_seed(mode, seed, worker=worker_index), tally=self)
 
     # -- weights -------------------------------------------------------------------------
 
@@ -97,127 +77,33 @@ class RolloutWorker:
         names = [s.name for s in self.specs]
         self.targets.update({names.index(t): float(v) for t, v in targets.items()})
 
-    # -- environment plumbing ------------------------------------------------------------
-
-    def _next_seed(self) -> int:
-        self._envs_built += 1
-        return self._seed_base + self._envs_built
-
-    def _new_slot(self, task_index: int) -> _Slot:
-        return _Slot(task_index, *self._make_env(task_index), [], [], [])
-
-    def _make_env(self, task_index: int) -> tuple[object, int]:
-        """(env, its seed); a build or seeded reset that fails takes the next seed (counted as a drop)."""
-        spec = self.specs[task_index]
-        failed = 0
-        while True:
-            seed = self._next_seed()
-            try:
-                return spec.make_env(seed=seed), seed
-            except Exception as e:
-                self._count_drop(e)
-                failed += 1
-                if failed >= MAX_FAILED_IN_A_ROW:
-                    raise RuntimeError(f"{spec.name}: {failed} envs in a row failed to build, the last with "
-                                       f"{type(e).__name__}: {e}") from None
+    # -- stepping ------------------------------------------------------------------------
 
     def _begin(self, i: int) -> None:
-        """Start a new episode in slot i.
-
-        The env was seeded when built (`make_env(seed=...)`); its episodes continue that
-        deterministic stream, so an episode is named by (seed, episode). Reseeding every episode
-        would cost ALE a ROM reload per reset (it reseeds only through loadROM): 50-150 ms, more
-        than a hundred Breakout steps. A reset that fails (raises, or returns a non-finite
-        observation) goes through the same boundary as a failed step.
-        """
-        while True:
-            slot = self.slots[i]
-            try:
-                obs, _ = slot.env.reset()
-                if not np.all(np.isfinite(obs)):
-                    raise FloatingPointError(f"non-finite reset observation in {self.specs[slot.task_index].name}")
-                break
-            except Exception as e:
-                self._fail(i, e)
-        slot.episode += 1
-        slot.obs, slot.actions, slot.rewards = [], [], []
-        slot.success = None if self.specs[slot.task_index].success_key is None else False
-        slot.current = obs
-        target = self.targets.get(slot.task_index, self.specs[slot.task_index].return_target(self.mode))
-        self.policy.reset(i, slot.task_index, target)
-
-    def _count_drop(self, error: Exception) -> None:
-        self.episodes_dropped += 1
-        cause = fault_cause(error)
-        self.dropped_by_cause[cause] = self.dropped_by_cause.get(cause, 0) + 1
-
-    def _fail(self, i: int, error: Exception) -> None:
-        """Slot i's env failed: count the dropped episode and rebuild the env (no episode begun).
-        RuntimeError after MAX_FAILED_IN_A_ROW failures in a row: broken, not unlucky, never spin."""
-        slot = self.slots[i]
-        self._count_drop(error)
-        self._failed_in_a_row[i] += 1
-        if self._failed_in_a_row[i] >= MAX_FAILED_IN_A_ROW:
-            raise RuntimeError(f"{self.specs[slot.task_index].name}: {self._failed_in_a_row[i]} episodes in a "
-                               f"row failed in one env, the last with {type(error).__name__}: {error}") from None
-        try:
-            slot.env.close()
-        except Exception:
-            pass
-        self.slots[i] = self._new_slot(slot.task_index)
+        """Start a new episode in env i, conditioned on its task's return target for this mode."""
+        self.pool.begin(i)
+        task = self.pool.task_index(i)
+        self.policy.reset(i, task, self.targets.get(task, self.specs[task].return_target(self.mode)))
 
     def _step_all(self, active: list[int]) -> list[tuple[int, Episode]]:
-        """One step of every active slot; returns finished (slot, episode) pairs."""
-        obs = [self.slots[i].current for i in active]
-        actions = self.policy.act(active, obs, deterministic=self.mode == "eval")
-        finished = []
-        stepped, rewards = [], []
-        for i, a in zip(active, actions):
-            slot = self.slots[i]
-            try:  # the env-step boundary: any failure costs this episode only
-                next_obs, r, terminated, truncated, info = slot.env.step(a)
-                if not (np.isfinite(r) and np.all(np.isfinite(next_obs))):
-                    raise FloatingPointError(f"non-finite step result in {self.specs[slot.task_index].name}")
-            except Exception as e:
-                self._fail(i, e)
-                self._begin(i)
-                continue
-            self._failed_in_a_row[i] = 0
-            self.env_steps += 1
-            slot.obs.append(slot.current)
-            slot.actions.append(a)
-            slot.rewards.append(float(r))
-            slot.current = next_obs
-            if slot.success is not None:
-                slot.success = slot.success or bool(info.get(self.specs[slot.task_index].success_key, False))
-            stepped.append(i)
-            rewards.append(float(r))
-            if terminated or truncated:
-                finished.append((i, self._episode(slot, terminated)))
+        """One step of every active env (one batched policy forward); returns finished (env, episode)
+        pairs, whose next episode the caller begins. An env whose episode failed begins a new one."""
+        actions = self.policy.act(active, [self.pool.current(i) for i in active], deterministic=self.mode == "eval")
+        stepped, rewards, finished, failed = self.pool.step(active, actions)
         self.policy.rewards(stepped, rewards)
+        for i in failed:
+            self._begin(i)
+        for _, episode in finished:
+            episode.source = {"kind": self.mode, "policy": f"odt@{self.weights_version}", **episode.source}
         return finished
-
-    def _episode(self, slot: _Slot, terminated: bool) -> Episode:
-        spec = self.specs[slot.task_index]
-        acts = np.asarray(slot.actions)
-        return Episode(
-            task=spec.name,
-            observations=np.asarray(slot.obs),
-            actions=acts.astype(np.float32) if acts.dtype.kind == "f" else acts.astype(np.int64),
-            rewards=np.asarray(slot.rewards, dtype=np.float32),
-            terminated=bool(terminated),
-            source={"kind": self.mode, "policy": f"odt@{self.weights_version}", "seed": slot.seed,
-                    "episode": slot.episode},
-            success=slot.success,
-        )
 
     # -- modes ---------------------------------------------------------------------------
 
     def collect(self, min_steps: int) -> list[Episode]:
         """Exploration: step all envs until at least `min_steps` env steps; return finished episodes."""
         t0 = time.process_time()
-        if self.slots[0].current is None:
-            for i in range(self.num_envs):
+        for i in range(self.num_envs):
+            if self.pool.current(i) is None:
                 self._begin(i)
         done: list[Episode] = []
         start = self.env_steps
@@ -236,22 +122,23 @@ class RolloutWorker:
         started = {t: 0 for t in need}
         done: list[Episode] = []
         active = []
-        for i, slot in enumerate(self.slots):
-            if started[slot.task_index] < need[slot.task_index]:
-                started[slot.task_index] += 1
+        for i in range(self.num_envs):
+            t = self.pool.task_index(i)
+            if started[t] < need[t]:
+                started[t] += 1
                 self._begin(i)
                 active.append(i)
         while active:
             for i, ep in self._step_all(active):
                 done.append(ep)
-                t = self.slots[i].task_index
+                t = self.pool.task_index(i)
                 if started[t] < need[t]:
                     started[t] += 1
                     self._begin(i)
                 else:
                     active.remove(i)
-        for s in self.slots:
-            s.current = None  # exploration-style collect after evaluate starts fresh
+        for i in range(self.num_envs):
+            self.pool.drop_episode(i)  # exploration-style collect after evaluate starts fresh
         self.cpu_s += time.process_time() - t0
         return done
 

@@ -169,16 +169,16 @@ class MLPPolicy:
 
 class SampledPolicy:
     """Controller drawing actions from an `MLPPolicy`'s distribution, reseeded per episode
-    (`run_episode` calls `seed(env_seed)`), so the same env seed gives the same episode.
+    (`ExpertSource._attempts` calls `seed(env_seed)`), so the same env seed gives the same episode.
     Given several policies, the episode of env seed s is played by policy s mod n."""
 
     def __init__(self, *policies: MLPPolicy):
         self.policies = policies
-        self.seed(0)  # deterministic even if called outside run_episode
+        self.seed(0)  # deterministic even if called outside an expert source
 
     def seed(self, env_seed: int) -> None:
         self.policy = self.policies[int(env_seed) % len(self.policies)]
-        # Its own stream: run_episode's action noise draws from default_rng(env_seed).
+        # Its own stream: the DART action noise draws from default_rng(env_seed).
         self.rng = np.random.default_rng([int(env_seed), 1])
 
     def __call__(self, obs, env=None):

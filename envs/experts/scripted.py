@@ -260,7 +260,7 @@ def make_scripted(controller_factory, policy_id: str, noise: float, spec: TaskSp
 def scripted(controller_factory, policy_id: str, noise: float = 0.0):
     """Expert factory `spec -> PolicyExpert` for TaskSpec.experts (picklable).
 
-    `noise` > 0 collects DART data (see run_episode): used for the LQR balancers, whose
+    `noise` > 0 collects DART data (see ExpertSource._attempts): used for the LQR balancers, whose
     clean episodes never leave the upright state, and for the Pendulum swing-up, whose
     clean episodes cover the balance region too thinly: imitation would never see a correction.
     """

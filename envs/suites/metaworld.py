@@ -55,7 +55,7 @@ REFERENCES: dict[str, tuple[float, float]] = {
 }
 
 # Std of the Gaussian noise on the EXECUTED action of scripted data collection (DART, see
-# envs.experts.base.run_episode): the scripted policies servo to waypoints, so clean episodes
+# envs.experts.base.ExpertSource._attempts): the scripted policies servo to waypoints, so clean episodes
 # follow one path per goal and an imitator never sees a correction.
 SCRIPTED_NOISE = 0.1
 

@@ -63,3 +63,28 @@ def test_an_env_that_always_returns_nan_ends_the_call_with_an_error(monkeypatch,
     with pytest.raises(RuntimeError, match="CartPole-nan: 20 episodes in a row failed in one env"):
         worker.evaluate(2) if mode == "eval" else worker.collect(100)
     assert worker.episodes_dropped >= 19
+
+
+class FailsAtStepFive(gym.Wrapper):
+    """Every episode raises at its fifth step: no episode ever finishes."""
+
+    def reset(self, **kw):
+        self.t = 0
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 5:
+            raise RuntimeError("simulator fault")
+        return self.env.step(action)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["eval", "explore"])
+def test_an_env_that_fails_every_episode_midway_ends_the_call_with_an_error(monkeypatch, mode):
+    # The count runs from the env's last FINISHED episode: counting from its last good step, an
+    # evaluation on this env looped forever (four good steps between faults reset the count).
+    worker = _worker(monkeypatch, "CartPole-midway", FailsAtStepFive, mode, 2)
+    with pytest.raises(RuntimeError, match="CartPole-midway: 20 episodes in a row failed in one env"):
+        worker.evaluate(2) if mode == "eval" else worker.collect(10_000)
+    assert worker.counters()["dropped_by_cause"] == {"raised": worker.episodes_dropped}

@@ -46,7 +46,7 @@ def test_faulty_attempts_are_dropped_and_replaced(kind):
 
 def test_an_env_that_always_fails_is_one_clear_error():
     source = make_expert(_faulty_cartpole(0.0, 1.0), "scripted")
-    with pytest.raises(RuntimeError, match="CartPole-faulty: 20 expert episodes in a row failed, the last with "
+    with pytest.raises(RuntimeError, match="CartPole-faulty: 20 episodes in a row failed in one env, the last with "
                                            "FloatingPointError"):
         list(source.episodes(3, seed=0))
 
@@ -74,7 +74,7 @@ def test_an_env_is_not_stepped_past_its_first_non_finite_value():
     spec = dataclasses.replace(get_task("CartPole-v1"), name="CartPole-nan",
                                env=lambda: envs.append(NanThenCount(gym.make("CartPole-v1"))) or envs[-1])
     source = make_expert(spec, "scripted")
-    with pytest.raises(RuntimeError, match="20 expert episodes in a row failed"):
+    with pytest.raises(RuntimeError, match="20 episodes in a row failed in one env"):
         list(source.episodes(1, seed=0))
     assert source.dropped_by_cause == {"non_finite": 20}
     assert sum(e.after_nan for e in envs) == 0  # a later fault in the same episode would go uncounted
