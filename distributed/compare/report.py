@@ -130,14 +130,17 @@ def arm_record(out: Path, arm: Arm, target: str, references: tuple[float, float]
 
 def aggregate_curve(records: list[dict], axis: str, key: str = "score") -> dict:
     """IQM and 95% bootstrap CI of `key` ("score" or "success") across seeds on a common grid of
-    `axis` ("flops" or "seconds"). Each seed's value holds from one evaluation to the next; the
-    grid covers the range where every seed has been evaluated."""
+    `axis` ("flops" or "seconds"). Each seed's value holds from one evaluation to the next, and its
+    final one after its run ended (given more compute the arm still has that model); the grid runs
+    from the point where every seed has been evaluated to the last seed's end. (Ending it at the
+    first seed's end left it empty when the seeds' seconds did not overlap: mt10-2core's generalist
+    took 198-267 s, so it "never reached" any score in seconds.)"""
     curves = [[p for p in r["curve"] if p[key] is not None] for r in records]
     curves = [c for c in curves if c]
     if not curves:
         return {"x": [], "iqm": [], "lo": [], "hi": []}
     start = max(c[0][axis] for c in curves)
-    end = min(c[-1][axis] for c in curves)
+    end = max(c[-1][axis] for c in curves)
     xs = np.unique(np.concatenate([[p[axis] for p in c] for c in curves]))
     xs = xs[(xs >= start) & (xs <= end)]
     if len(xs) > GRID_POINTS:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -17,8 +18,9 @@ from distributed import config as config_mod
 from distributed.cli import main
 from distributed.compare.jobs import execute, job_done, job_options, run_job
 from distributed.compare.plan import Arm, Job, Plan, make_plan
-from distributed.compare.report import arm_offset, arm_record, expert_cost, write_report
+from distributed.compare.report import aggregate_curve, arm_offset, arm_record, expert_cost, write_report
 from distributed.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
+from distributed.compare.stats import compute_to_reach
 from distributed.learner_service import init_weights_from
 from distributed.local_executor import SerialRunner
 from envs.datasets import read_dataset_info
@@ -445,3 +447,14 @@ def test_report_measures_compute_to_reach_success_rates_for_targets_with_success
     # Without success on the target (the unpatched run): no success section.
     monkeypatch.undo()
     assert write_report(spec, plan, out)["compute_to_reach_success"] == {}
+
+
+def test_an_arm_whose_seeds_do_not_overlap_in_seconds_still_has_a_curve():
+    def rec(points):
+        return {"curve": [{"seconds": s, "flops": 0.0, "score": v, "success": None} for s, v in points]}
+
+    # Seed 0 starts after seed 1 has finished (its pretraining took longer): seed 1's final score holds.
+    curve = aggregate_curve([rec([(218, 0.7), (260, 0.9)]), rec([(176, 0.8), (205, 0.75)])], "seconds")
+    assert curve["x"] == [218, 260]
+    assert np.allclose(curve["iqm"], [0.725, 0.825])
+    assert compute_to_reach(curve["x"], curve["iqm"], 0.8) == 260
