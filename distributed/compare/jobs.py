@@ -5,6 +5,7 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -17,8 +18,9 @@ from distributed.compare.spec import safe, select_closest
 
 def job_done(out: Path, job: Job) -> bool:
     d = Path(out) / job.name
-    if job.kind == "data":
-        return (d / "dataset.json").is_file()
+    if job.kind == "data":  # and holds as many episodes as the plan asks (a spec may grow its matrix)
+        meta = d / "dataset.json"
+        return meta.is_file() and json.loads(meta.read_text())["episodes"] >= job.episodes
     if job.kind == "select":
         return (d / "select.json").is_file()
     summary = d / "summary.json"
@@ -63,6 +65,13 @@ def _collect(d: Path, job: Job) -> None:
     from envs.seeding import stream_seed
 
     source = make_expert(get_task(job.task), job.config["kind"])
+    # A dataset with fewer episodes than asked is collected again from the same first seed (its
+    # episodes come first again, so runs that read it read the same data); the old one goes
+    # only once the new one is complete.
+    old = d.with_name(f".{d.name}.short")
+    if (d / "dataset.json").is_file():
+        shutil.rmtree(old, ignore_errors=True)
+        d.rename(old)
     with DatasetWriter(d, job.task, source.kind) as writer:
         first = stream_seed("compare-data", job.seed, job.task)
         episodes = ProductionTimer(source.episodes(job.episodes, first))
@@ -70,6 +79,7 @@ def _collect(d: Path, job: Job) -> None:
             writer.add(ep)
         writer.finish({"env_steps": int(source.env_steps), "cpu_s": episodes.cpu_s, "gpu_s": 0.0},
                       {"seed": first})
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _train(out: Path, d: Path, job: Job) -> None:

@@ -23,7 +23,7 @@ from distributed.compare.spec import load_spec, same_spaces, select_closest, spe
 from distributed.compare.stats import compute_to_reach
 from distributed.learner_service import init_weights_from
 from distributed.local_executor import SerialRunner
-from envs.datasets import read_dataset_info
+from envs.datasets import load_dataset, read_dataset_info
 from envs.experts.rl import zoo_policy
 from envs.registry import get_task
 
@@ -458,3 +458,20 @@ def test_an_arm_whose_seeds_do_not_overlap_in_seconds_still_has_a_curve():
     assert curve["x"] == [218, 260]
     assert np.allclose(curve["iqm"], [0.725, 0.825])
     assert compute_to_reach(curve["x"], curve["iqm"], 0.8) == 260
+
+
+def test_a_dataset_shorter_than_the_plan_asks_is_collected_again_with_its_episodes_first(tmp_path):
+    # A spec that grows (a transfer matrix added: the target becomes a source and needs more
+    # demonstrations) must not reuse the shorter dataset: its source model failed with
+    # "holds 5 episodes, 10 were asked for".
+    short = Job("seed0/data/CartPole-v1", "data", task="CartPole-v1", episodes=2, seed=0, config={"kind": "filtered"})
+    run_job(tmp_path, short)
+    _, before = load_dataset(tmp_path / short.name)
+    longer = dataclasses.replace(short, episodes=4)
+    assert not job_done(tmp_path, longer)
+    info = run_job(tmp_path, longer)
+    _, after = load_dataset(tmp_path / short.name)
+    assert info["episodes"] == 4 and job_done(tmp_path, longer)
+    assert [e.source for e in after[:2]] == [e.source for e in before]
+    assert all(np.array_equal(a.actions, b.actions) for a, b in zip(after, before))
+    assert sorted(p.name for p in tmp_path.joinpath("seed0/data").iterdir()) == ["CartPole-v1"]  # nothing left over
