@@ -119,7 +119,7 @@ class EnvPool:
             pass
         self.slots[i] = _Slot(slot.task_index, *self._make_env(slot.task_index))
 
-    def begin(self, i: int, reset_seed: int | None = None) -> np.ndarray:
+    def begin(self, i: int, reset_seed: int | None = None) -> np.ndarray | None:
         """Start a new episode in env i; returns its first observation.
 
         Without `reset_seed` the episode continues the env's seeded stream, so it is named by (build
@@ -127,7 +127,8 @@ class EnvPool:
         only through loadROM), 50-150 ms, more than a hundred Breakout steps. With it, the env and its
         action space are reseeded, so the episode is named by that seed alone. A reset that fails
         (raises, or returns a non-finite observation) goes through the same boundary as a failed
-        step, and the rebuilt env is reset again.
+        step: without `reset_seed` the rebuilt env (a new build seed) is reset again; with it, None
+        is returned and the caller takes another seed (the same seed would fail the same way).
         """
         while True:
             slot = self.slots[i]
@@ -138,6 +139,8 @@ class EnvPool:
                 break
             except Exception as e:
                 self._fail(i, e)
+                if reset_seed is not None:
+                    return None
         if reset_seed is not None:
             slot.env.action_space.seed(int(reset_seed))  # controllers that sample it are deterministic too
         slot.episode += 1

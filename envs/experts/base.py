@@ -69,6 +69,10 @@ class ExpertSource:
         try:
             while True:
                 obs = pool.begin(0, reset_seed=seed)
+                if obs is None:  # the reset failed: dropped, counted, the env rebuilt
+                    yield seed, None
+                    seed += 1
+                    continue
                 rng = np.random.default_rng(seed)
                 if hasattr(controller, "reset"):
                     controller.reset()

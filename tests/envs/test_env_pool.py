@@ -67,3 +67,21 @@ def test_a_broken_env_is_one_clear_error_not_a_loop():
                                env=lambda: (_ for _ in ()).throw(OSError("no display")))
     with pytest.raises(RuntimeError, match="CartPole-broken: 20 envs in a row failed to build, the last with OSError"):
         EnvPool([spec], [0], seed_base=0)
+
+
+class FailsSeededResets(gym.Wrapper):
+    """A reset with an odd seed raises (deterministically: that seed always fails)."""
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None and seed % 2:
+            raise RuntimeError("bad seed")
+        return self.env.reset(seed=seed, options=options)
+
+
+def test_a_seeded_reset_that_fails_returns_none_so_the_caller_takes_another_seed():
+    # Retrying the same seed on the rebuilt env would fail the same way 20 times in a row.
+    spec = dataclasses.replace(get_task("CartPole-v1"), name="CartPole-badseed",
+                               env=lambda: FailsSeededResets(gym.make("CartPole-v1", max_episode_steps=-1)))
+    pool = EnvPool([spec], [0], seed_base=None)
+    assert pool.begin(0, reset_seed=3) is None and pool.tally.dropped_by_cause == {"raised": 1}
+    assert pool.begin(0, reset_seed=4) is not None and pool.current(0) is not None
