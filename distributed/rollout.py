@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-
 from agents.model import DecisionTransformer, ModelConfig
 from agents.policy import Policy
 from agents.trajectory import Episode
