@@ -68,9 +68,6 @@ class EnvPool:
         self._failed_in_a_row = [0] * len(slot_tasks)  # per env: drops since its last finished episode
         self.slots = [_Slot(t, *self._make_env(t)) for t in slot_tasks]
 
-    def __len__(self) -> int:
-        return len(self.slots)
-
     def env(self, i: int):
         return self.slots[i].env
 
@@ -79,10 +76,7 @@ class EnvPool:
 
     def close(self) -> None:
         for slot in self.slots:
-            try:
-                slot.env.close()
-            except Exception:
-                pass
+            _close(slot.env)
 
     def _make_env(self, task_index: int) -> tuple[object, int | None]:
         """(env, its build seed); a build or seeded reset that fails takes the next seed (counted as a drop)."""
@@ -113,10 +107,7 @@ class EnvPool:
         if self._failed_in_a_row[i] >= MAX_FAILED_IN_A_ROW:
             raise RuntimeError(f"{self.specs[slot.task_index].name}: {self._failed_in_a_row[i]} episodes in a "
                                f"row failed in one env, the last with {type(error).__name__}: {error}") from None
-        try:
-            slot.env.close()
-        except Exception:
-            pass
+        _close(slot.env)
         self.slots[i] = _Slot(slot.task_index, *self._make_env(slot.task_index))
 
     def begin(self, i: int, reset_seed: int | None = None) -> np.ndarray | None:
@@ -168,16 +159,15 @@ class EnvPool:
         stepped, rewards, finished, failed = [], [], [], []
         for i, a, x in zip(active, actions, executed):
             slot = self.slots[i]
+            self.tally.env_steps += 1  # a step that fails was taken too
             try:  # the env-step boundary: any failure costs this episode only
                 next_obs, r, terminated, truncated, info = slot.env.step(x)
                 if not (np.isfinite(r) and np.all(np.isfinite(next_obs))):
                     raise FloatingPointError(f"non-finite step result in {self.specs[slot.task_index].name}")
             except Exception as e:
-                self.tally.env_steps += 1
                 self._fail(i, e)
                 failed.append(i)
                 continue
-            self.tally.env_steps += 1
             slot.obs.append(slot.current)
             slot.actions.append(a)
             slot.rewards.append(float(r))
@@ -210,3 +200,11 @@ class EnvPool:
             source=source,
             success=slot.success,
         )
+
+
+def _close(env) -> None:
+    """Close an env that may be broken (its close may raise too)."""
+    try:
+        env.close()
+    except Exception:
+        pass
