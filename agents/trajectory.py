@@ -91,11 +91,16 @@ def reward_suffix_sums(rewards: np.ndarray) -> np.ndarray:
 
 
 def sample_windows(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+    lengths: np.ndarray, batch_size: int, context_len: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw `batch_size` windows: episode indices with probability proportional to length
-    (so every stored timestep is equally likely to start a window), and starts uniform in
-    [0, length) of the chosen episode.
+    """Draw `batch_size` windows of K = `context_len` steps so that every stored timestep is
+    in K windows, as likely as any other: starts uniform in [-(K-1), length) of an episode
+    chosen with probability proportional to length + K - 1 (its number of starts).
+
+    A start s < 0 is the episode's first s + K steps (make_batch): the context an acting
+    policy has at those steps. With starts in [0, length) only, step t < K would be in t + 1
+    windows, step 0 in one (1/K of the weight of a later step), and an imitated policy's
+    first actions, those that decide where a manipulation episode goes, the least trained.
 
     Returns (episode_indices (B,) int64, starts (B,) int64).
     """
@@ -106,10 +111,13 @@ def sample_windows(
         raise ValueError(f"episode lengths must be positive, got min {lengths.min()}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    p = lengths / lengths.sum()
-    episodes = rng.choice(len(lengths), size=batch_size, p=p).astype(np.int64)  # (B,)
-    # floor(u * L) is uniform on {0, ..., L-1}; min() guards the u -> 1 rounding edge.
-    starts = np.minimum((rng.random(batch_size) * lengths[episodes]).astype(np.int64), lengths[episodes] - 1)
+    if context_len < 1:
+        raise ValueError(f"context_len must be >= 1, got {context_len}")
+    n_starts = lengths + context_len - 1  # (E,)
+    episodes = rng.choice(len(lengths), size=batch_size, p=n_starts / n_starts.sum()).astype(np.int64)  # (B,)
+    # floor(u * n) is uniform on {0, ..., n-1}; min() guards the u -> 1 rounding edge.
+    n = n_starts[episodes]
+    starts = np.minimum((rng.random(batch_size) * n).astype(np.int64), n - 1) - (context_len - 1)  # (B,)
     return episodes, starts
 
 
@@ -122,7 +130,9 @@ def make_batch(
 ) -> Batch:
     """Cut window k = steps [starts[k], starts[k] + K) out of episodes[k] into a `Batch`.
 
-    Windows that run past the episode end are right-padded (mask 0, zeros elsewhere).
+    A start in [-(K-1), 0) keeps the steps from 0 (the window's first position is step 0).
+    Windows that end past the episode end, or start before it, are right-padded (mask 0,
+    zeros elsewhere).
     Returns-to-go are recomputed from each episode's achieved rewards (hindsight
     relabelling) and scaled by its task's reward_scale. Rows are sorted by task index,
     the position of the episode's task in `tasks`.
@@ -146,8 +156,9 @@ def make_batch(
         if ep.task not in index:
             raise KeyError(f"unknown task {ep.task!r} (batch tasks: {sorted(index)})")
         task_of[k] = index[ep.task]
-        if not 0 <= int(starts[k]) < ep.length:
-            raise ValueError(f"start {starts[k]} outside episode of length {ep.length} (task {ep.task!r})")
+        if not -K < int(starts[k]) < ep.length:
+            raise ValueError(f"start {starts[k]} outside [{1 - K}, {ep.length}) for an episode of length "
+                             f"{ep.length} and K = {K} (task {ep.task!r})")
     order = np.argsort(task_of, kind="stable")  # (B,) rows sorted by task, ties keep input order
     B = len(order)
     task = task_of[order]
@@ -162,6 +173,7 @@ def make_batch(
     eps = [episodes[k] for k in order]
     lengths = np.array([ep.length for ep in eps], dtype=np.int64)  # (B,)
     ends = np.minimum(starts + K, lengths)  # (B,)
+    starts = np.maximum(starts, 0)  # (B,) a window that starts before the episode keeps its steps from 0
     n = ends - starts  # (B,) real steps per window, >= 1
     # Every real step of the batch, flattened: its row and its position in the window. The
     # windows' slices are gathered once per array (one concatenate) and scattered in one

@@ -115,7 +115,7 @@ def _windows(store: ReplayStore, rng: np.random.Generator) -> tuple[list[Episode
     eps, starts, sums = [], [], []
     for buf, n in zip(store.buffers, counts):
         view_eps, lengths, suffix = buf.view()
-        idx, st = sample_windows(lengths, int(n), rng)
+        idx, st = sample_windows(lengths, int(n), store.context_len, rng)
         eps += [view_eps[i] for i in idx]
         sums += [suffix[i] for i in idx]
         starts.append(st)
@@ -150,6 +150,7 @@ def make_batch_per_window(episodes, starts, context_len: int, tasks) -> Batch:
         ep = episodes[order[b]]
         s = int(starts[order[b]])
         e = min(s + K, ep.length)
+        s = max(s, 0)
         n = e - s
         i = int(task[b])
         r = row_in_task[b]

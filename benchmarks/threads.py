@@ -47,7 +47,7 @@ eps = [Episode("vec", rng.normal(size=(200, 11)).astype(np.float32), rng.uniform
 lengths = np.array([e.length for e in eps])
 learner = Learner(ModelConfig(), [task], LearnerConfig(device="cpu"), seed=0)
 batches = [make_batch([eps[i] for i in idx], starts, 20, [task])
-           for idx, starts in (sample_windows(lengths, 64, rng) for _ in range(4))]
+           for idx, starts in (sample_windows(lengths, 64, 20, rng) for _ in range(4))]
 import os
 from distributed.threads import ThreadGovernor
 governor = ThreadGovernor(int(sys.argv[1]), every_s=1.0) if os.environ.get("GOVERNED") else None

@@ -209,7 +209,7 @@ class ReplayStore:
                 if n == 0:
                     continue
                 eps, lengths, suffix = buf.view()
-                idx, st = sample_windows(lengths, int(n), self.rng)
+                idx, st = sample_windows(lengths, int(n), self.context_len, self.rng)
                 chosen.extend(eps[i] for i in idx)
                 sums.extend(suffix[i] for i in idx)
                 starts.append(st)

@@ -36,7 +36,7 @@ def test_actor_term_reaches_only_the_model_and_critic_loss_only_the_critic():
     task, eps = _bandit_data(rng, n=8)
     model = DecisionTransformer(CFG, [task])
     critic = Critic(model)
-    idx, starts = sample_windows(np.array([e.length for e in eps]), 8, rng)
+    idx, starts = sample_windows(np.array([e.length for e in eps]), 8, 5, rng)
     tensors = batch_to_tensors(make_batch([eps[i] for i in idx], starts, 5, [task]), "cpu")
     hidden = model(tensors["task"], tensors["observations"], tensors["actions"], tensors["returns_to_go"],
                    tensors["timesteps"], rows=tensors["rows"])
@@ -78,7 +78,7 @@ def _train(critic_weight, updates=1200):
     learner = Learner(CFG, [task], LearnerConfig(device="cpu", warmup_updates=10, critic_weight=critic_weight,
                                                  critic_lr=1e-3), seed=0)
     for _ in range(updates):
-        idx, starts = sample_windows(lengths, 32, rng)
+        idx, starts = sample_windows(lengths, 32, 5, rng)
         metrics = learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))
     policy = Policy(learner.model, [task], num_slots=1)
     obs = rng.normal(size=(20, 3)).astype(np.float32)
@@ -104,7 +104,7 @@ def test_save_restore_keeps_the_critic(tmp_path):
     task, eps = _bandit_data(rng, n=8)
     cfg = LearnerConfig(device="cpu", warmup_updates=3, critic_weight=1.0)
     batches = [make_batch([eps[i] for i in idx], starts, 5, [task])
-               for idx, starts in (sample_windows(np.array([e.length for e in eps]), 8, rng) for _ in range(4))]
+               for idx, starts in (sample_windows(np.array([e.length for e in eps]), 8, 5, rng) for _ in range(4))]
     a = Learner(CFG, [task], cfg, seed=0)
     for b in batches[:3]:
         a.step(b)

@@ -14,7 +14,7 @@ def _batches(tasks, make_episode, K, n, seed=0):
     episodes = [make_episode(tasks[i % len(tasks)], 8 + i, rng) for i in range(9)]
     out = []
     for _ in range(n):
-        idx, starts = sample_windows(np.array([e.length for e in episodes]), 8, rng)
+        idx, starts = sample_windows(np.array([e.length for e in episodes]), 8, K, rng)
         out.append(make_batch([episodes[i] for i in idx], starts, K, tasks))
     return out
 
@@ -100,7 +100,7 @@ def test_learner_fits_trivial_behaviour_cloning():
     learner = Learner(cfg, tasks, LearnerConfig(device="cpu", lr=1e-3, warmup_updates=20, grad_clip=1.0), seed=0)
     lengths = np.array([e.length for e in episodes])
     for _ in range(300):
-        idx, starts = sample_windows(lengths, 32, rng)
+        idx, starts = sample_windows(lengths, 32, cfg.context_len, rng)
         metrics = learner.step(make_batch([episodes[i] for i in idx], starts, cfg.context_len, tasks))
 
     # Fresh held-out data, greedy actions.
@@ -212,7 +212,7 @@ def test_entropy_of_a_near_deterministic_fit_reaches_its_target(temperature_lr, 
     learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10, temperature_lr=temperature_lr), seed=0)
     entropies = []
     for u in range(1500):
-        idx, starts = sample_windows(lengths, 32, rng)
+        idx, starts = sample_windows(lengths, 32, 5, rng)
         entropies.append(learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))["entropy/vec"])
     first, last = np.mean(entropies[200:300]), np.mean(entropies[-300:])
     assert first < task.entropy_target - 2.0  # the fit did make the policy near-deterministic
@@ -242,7 +242,7 @@ def test_trained_model_acts_on_its_return_target(timestep_embedding):
                       timestep_embedding=timestep_embedding)
     learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10), seed=0)
     for _ in range(300):
-        idx, starts = sample_windows(lengths, 32, rng)
+        idx, starts = sample_windows(lengths, 32, 5, rng)
         learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))
     policy = Policy(learner.model, [task], num_slots=2)
     policy.reset(0, 0, target_return=60.0)

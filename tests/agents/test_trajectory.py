@@ -86,21 +86,37 @@ def test_make_batch_unknown_task_and_bad_start():
         make_batch([ep_a], [5], 3, _tasks())
 
 
-def test_sample_windows_proportional_to_length():
-    lengths = np.array([10, 30, 60])
+def test_sample_windows_covers_every_timestep_equally_the_first_ones_too():
+    lengths, K = np.array([10, 30, 60]), 4
     rng = np.random.default_rng(0)
-    episodes, starts = sample_windows(lengths, 20000, rng)
-    freq = np.bincount(episodes, minlength=3) / len(episodes)
-    np.testing.assert_allclose(freq, [0.1, 0.3, 0.6], atol=0.015)
-    assert np.all(starts >= 0) and np.all(starts < lengths[episodes])
-    # Starts are uniform within an episode: every start of the 10-step episode turns up ~10%.
-    s0 = starts[episodes == 0]
-    np.testing.assert_allclose(np.bincount(s0, minlength=10) / len(s0), np.full(10, 0.1), atol=0.03)
+    episodes, starts = sample_windows(lengths, 60000, K, rng)
+    assert np.all(starts > -K) and np.all(starts < lengths[episodes])
+    # Windows per stored step (a window holds steps max(s, 0) .. min(s + K, L) - 1): the same for
+    # step 0 as for any other, in every episode. Starts in [0, L) only gave step 0 1/K of the rest.
+    cover = [np.zeros(L) for L in lengths]
+    for e, s in zip(episodes, starts):
+        cover[e][max(s, 0):min(s + K, lengths[e])] += 1
+    per_step = np.concatenate(cover) / (len(episodes) * K / (lengths + K - 1).sum())  # 1.0 where uniform
+    np.testing.assert_allclose(per_step, 1.0, atol=0.08)
+
+
+def test_make_batch_window_starting_before_the_episode_is_its_first_steps():
+    ep_a, _ = _episodes()
+    b = make_batch([ep_a, ep_a], [-2, 0], 3, _tasks())
+    np.testing.assert_array_equal(b.mask, [[1, 0, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(b.timesteps[0], [0, 0, 0])
+    np.testing.assert_array_equal(b.observations[0][0, 0], ep_a.observations[0])
+    np.testing.assert_array_equal(b.observations[0][0, 1:], 0.0)
+    np.testing.assert_allclose(b.returns_to_go[0, 0], b.returns_to_go[1, 0])
+    with pytest.raises(ValueError, match="start -3"):
+        make_batch([ep_a], [-3], 3, _tasks())
 
 
 def test_sample_windows_rejects_bad_input():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
-        sample_windows(np.array([3, 0]), 4, rng)
+        sample_windows(np.array([3, 0]), 4, 2, rng)
     with pytest.raises(ValueError):
-        sample_windows(np.array([3]), 0, rng)
+        sample_windows(np.array([3]), 0, 2, rng)
+    with pytest.raises(ValueError):
+        sample_windows(np.array([3]), 4, 0, rng)
