@@ -77,6 +77,45 @@ def test_weights_roundtrip_and_export(tasks, model_cfg, make_episode, tmp_path):
         assert torch.equal(loaded[k], v), k
 
 
+def test_ema_policy_is_the_moving_average_of_the_parameters(tasks, model_cfg, make_episode, tmp_path):
+    decay = 0.5
+    learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu", ema_decay=decay), seed=0)
+    name = "blocks.0.attn.qkv.weight"
+    expected = None
+    for i, batch in enumerate(_batches(tasks, make_episode, model_cfg.context_len, 4)):
+        learner.step(batch)
+        p = learner.model.state_dict()[name].clone()
+        d = min(decay, (1 + i) / (10 + i))
+        expected = p if expected is None else d * expected + (1 - d) * p
+    w = learner.weights()
+    torch.testing.assert_close(w[name], expected)
+    assert not torch.equal(w[name], learner.model.state_dict()[name])  # training goes on with the raw weights
+    assert torch.equal(w["obs_encoders.0.obs_std"], learner.model.state_dict()["obs_encoders.0.obs_std"])  # buffers as they are
+    learner.export_weights(tmp_path / "w.safetensors")
+    assert torch.equal(safetensors.torch.load_file(str(tmp_path / "w.safetensors"))[name], w[name])
+
+
+def test_ema_survives_save_and_load(tasks, model_cfg, make_episode, tmp_path):
+    cfg = LearnerConfig(device="cpu", ema_decay=0.9)
+    batches = _batches(tasks, make_episode, model_cfg.context_len, 4)
+    a = Learner(model_cfg, tasks, cfg, seed=0)
+    for b in batches[:3]:
+        a.step(b)
+    a.save(tmp_path / "ckpt")
+    # The checkpoint's model file is the policy (the average); the raw parameters are in the state.
+    on_disk = safetensors.torch.load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    for k, v in a.weights().items():
+        assert torch.equal(on_disk[k], v), k
+    a.step(batches[3])
+    b = Learner(model_cfg, tasks, cfg, seed=1)
+    b.load(tmp_path / "ckpt")  # restores the process's torch generator too, as it was at the save
+    b.step(batches[3])
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(b.model.state_dict()[k], v), k
+    for k, v in a.weights().items():
+        assert torch.equal(b.weights()[k], v), k
+
+
 def test_load_missing_checkpoint_names_path(tasks, model_cfg, tmp_path):
     learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
