@@ -8,6 +8,8 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -18,12 +20,13 @@ import safetensors.torch
 import torch
 
 from agents.critic import Critic, td3_terms
-from agents.loss import odt_loss
+from agents.loss import action_metrics, odt_loss
 from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
 from agents.spaces import TaskInfo
 from agents.trajectory import Batch
 
 MODEL_FILE = "model.safetensors"
+LR_SCHEDULES = ("constant", "cosine")
 STATE_FILE = "learner_state.pt"
 
 
@@ -37,6 +40,14 @@ class LearnerConfig:
     """AdamW weight decay, applied to weight matrices and embeddings only."""
     warmup_updates: int = 500
     """Updates of linear learning-rate warmup from lr/warmup_updates to lr."""
+    lr_schedule: str = "constant"
+    """After warm-up: "constant" (ODT's), or "cosine": down to `lr * lr_floor` at update
+    `decay_updates` along a half cosine, then held there (the settled rate of online fine-tuning)."""
+    lr_floor: float = 0.1
+    """With the cosine schedule: the share of `lr` it ends at and keeps."""
+    decay_updates: int = 0
+    """With the cosine schedule: the update at which the decay ends (0: the end of the run's
+    offline phase, `train.pretrain_updates`; a learner built outside a run keeps `lr`)."""
     grad_clip: float = 0.25
     """Max global gradient norm of the model parameters."""
     temperature_lr: float = 3e-3
@@ -74,6 +85,10 @@ class LearnerConfig:
             raise ValueError(f"learning rates must be > 0, got lr={self.lr}, temperature_lr={self.temperature_lr}")
         if self.warmup_updates < 0:
             raise ValueError(f"warmup_updates must be >= 0, got {self.warmup_updates}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not 0 < self.lr_floor <= 1 or self.decay_updates < 0:
+            raise ValueError(f"lr_floor must be in (0, 1] and decay_updates >= 0, got {self.lr_floor}, {self.decay_updates}")
         if self.nll_beta < 0:
             raise ValueError(f"nll_beta must be >= 0, got {self.nll_beta}")
         if self.grad_clip <= 0:
@@ -84,6 +99,18 @@ class LearnerConfig:
             raise ValueError(f"discount must be in [0, 1), got {self.discount}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+def lr_factor(cfg: LearnerConfig, update: int) -> float:
+    """The learning rate of update `update` (0-based) as a share of `cfg.lr`."""
+    warmup = max(cfg.warmup_updates, 1)
+    if update < warmup:
+        return (update + 1) / warmup
+    if cfg.lr_schedule == "constant" or not cfg.decay_updates:
+        return 1.0
+    span = cfg.decay_updates - warmup
+    progress = min(1.0, (update - warmup) / span) if span > 0 else 1.0
+    return cfg.lr_floor + (1.0 - cfg.lr_floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class _Lap:
@@ -145,8 +172,7 @@ class Learner:
         self._model_params = decay + no_decay
         self._ema: list[torch.Tensor] | None = None  # the parameters' moving average (cfg.ema_decay), once trained
         self.temperature_optimizer = torch.optim.Adam([self.model.log_temperature], lr=cfg.temperature_lr, betas=(0.9, 0.999))
-        warmup = max(cfg.warmup_updates, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: min(1.0, (u + 1) / warmup))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: lr_factor(cfg, u))
         self._flops_per_token = torch.tensor([self.model.flops_per_token(i) for i in range(len(tasks))], dtype=torch.float64)
         self.critic = self.target_critic = self.critic_optimizer = None
         if cfg.critic_weight > 0:
@@ -212,6 +238,35 @@ class Learner:
         per_step = 3.0 * self._flops_per_token.numpy() + self._extra_flops_per_step  # (n_tasks,)
         metrics["learner/flops"] = float((per_step * real_tokens).sum())
         return metrics
+
+    def validate(self, tensors: dict) -> dict[str, dict[str, float]]:
+        """`agents.loss.action_metrics` of the policy (the moving average where there is one) on
+        `tensors` (`batch_to_tensors` of held-out data), in eval mode: {task: {"nll", "action_error"}}.
+        Changes no weights and draws no random numbers."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._policy_parameters(), torch.autocast(
+                    self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"):
+                hidden = self.model(tensors["task"], tensors["observations"], tensors["actions"],
+                                    tensors["returns_to_go"], tensors["timesteps"], rows=tensors["rows"])  # (B, K, C)
+                return action_metrics(self.model, tensors, hidden)
+        finally:
+            self.model.train(training)
+
+    @contextlib.contextmanager
+    def _policy_parameters(self):
+        """Inside, the model's parameters are the policy's (see `policy_state`); the raw ones after."""
+        if self._ema is None:
+            yield
+            return
+        params = [p.detach() for p in self.model.parameters()]
+        raw = [p.clone() for p in params]
+        torch._foreach_copy_(params, self._ema)
+        try:
+            yield
+        finally:
+            torch._foreach_copy_(params, raw)
 
     def _update_ema(self) -> None:
         """Move the average toward the parameters just updated; the decay ramps up over the first

@@ -87,3 +87,30 @@ def odt_loss(
         metrics[f"temperature/{name}"] = alpha_v
         metrics[f"nll/{name}"] = nll_v
     return policy_loss, temperature_loss, metrics
+
+
+def action_metrics(model: DecisionTransformer, tensors: dict, hidden: torch.Tensor) -> dict[str, dict[str, float]]:
+    """How well the model predicts the batch's actions, per task present: {task name: {"nll": mean
+    -log p(a_t) per real step (plain, as loss/nll), "action_error": the deterministic action's
+    error (continuous: root mean square over steps and dimensions of mode - a_t in [-1, 1] units;
+    discrete: the share of steps where the most likely action is not a_t)}}.
+
+    `hidden` (B, K, C) is the model's output on `tensors`. Draws no random numbers, so measuring
+    never changes a run's streams.
+    """
+    mask = tensors["mask"]
+    out = {}
+    for i in sorted(tensors["observations"]):
+        idx = tensors["rows"][i]  # (B_i,)
+        m = mask.index_select(0, idx).reshape(-1) > 0  # (B_i*K,)
+        a = tensors["actions"][i]
+        a = (a.reshape(-1, a.shape[-1]) if a.dim() == 3 else a.reshape(-1))[m]  # (N, A) or (N,)
+        h = hidden.index_select(0, idx).reshape(-1, hidden.shape[-1])[m]  # (N, C)
+        dist = model.action_distribution(i, h)
+        mode = dist.mode()
+        if model.tasks[i].continuous:
+            error = (mode - a.float()).pow(2).mean().sqrt()
+        else:
+            error = (mode != a).float().mean()
+        out[model.tasks[i].name] = {"nll": float(-dist.log_prob(a).mean()), "action_error": float(error)}
+    return out

@@ -67,9 +67,16 @@ class ReplayConfig:
     0.07 (benchmarks/results/learning.md)."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
+    holdout_share: float = 0.1
+    """Share of each task's expert episodes never trained on: the learner measures its action NLL
+    and error on them every `train.val_every` updates (`val/<task>/...`), so overfitting shows as it
+    happens. One in every round(1 / share) from the second episode, so a task with two or more
+    holds out at least one and keeps at least one (0: none)."""
 
     def __post_init__(self):
         _check_bounds("replay.", self, positive=("capacity",))
+        if not 0.0 <= self.holdout_share < 1.0:
+            raise ValueError(f"config key 'replay.holdout_share' must be in [0, 1), got {self.holdout_share}")
         _check_choice("replay.eviction", self.eviction, EVICTION_RULES)
         if not 0.0 <= self.offline_share <= 1.0:
             raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {self.offline_share}")
@@ -99,6 +106,8 @@ class TrainConfig:
     than stability (InvertedPendulum, the quick suite) gain from more."""
     eval_every: int = 1000
     """Evaluate every this many learner updates (and at the end)."""
+    val_every: int = 250
+    """Measure the policy on the held-out expert episodes every this many updates (replay.holdout_share)."""
     eval_episodes: int = 5
     """Evaluation episodes per task at each evaluation."""
     final_eval_episodes: int = 20
@@ -133,7 +142,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_bounds("train.", self,
-                      positive=("batch_size", "updates_per_round", "explore_steps_per_round", "eval_every",
+                      positive=("batch_size", "updates_per_round", "explore_steps_per_round", "eval_every", "val_every",
                                 "eval_episodes", "final_eval_episodes"),
                       nonnegative=("pretrain_updates", "online_updates", "max_wall_s", "max_learner_flops",
                                    "eval_target_scale", "explore_target_scale"))

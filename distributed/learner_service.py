@@ -91,6 +91,8 @@ class LearnerService:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._published: tuple[int, list] | None = None
+        self._holdout: dict | None = None  # held-out data as device tensors (set_holdout)
+        self._val_every = 0
         self._busy_s = 0.0  # wall time inside updates
         self._wait_s = 0.0  # wall time waiting for a batch
         self._train_wall_s = 0.0  # wall time inside train()
@@ -133,12 +135,14 @@ class LearnerService:
     def train(self, n: int, max_flops: float | None = None) -> dict:
         """Run `n` updates, or fewer: none once they have spent `max_flops` learner FLOPs (a budget's
         rest). Returns the mean of their metrics, summed time/FLOPs/tokens, the update counter,
-        learner utilization so far, and the latest published weights."""
+        learner utilization so far, the latest published weights, and the held-out metrics
+        measured meanwhile ("val": [(updates, {task: {"nll", "action_error"}})], see set_holdout)."""
         start = time.perf_counter()
         sums: dict[str, float] = {}
         trained = 0
         wait = 0.0
         done = 0
+        val: list[tuple[int, dict]] = []
         while done < n and (max_flops is None or sums.get("learner/flops", 0.0) < max_flops):
             done += 1
             t0 = time.perf_counter()
@@ -150,6 +154,8 @@ class LearnerService:
                 sums[k] = sums.get(k, 0.0) + v
             if self.learner.updates % self.weights_every == 0:
                 self.publish()
+            if self._holdout is not None and self.learner.updates % self._val_every == 0:
+                val.append((self.learner.updates, self.learner.validate(self._holdout)))
         self._wait_s += wait
         self._busy_s += sums.get("learner/update_s", 0.0)
         self._train_wall_s += time.perf_counter() - start
@@ -162,7 +168,16 @@ class LearnerService:
             "batch_wait_s": wait,
             "utilization": self.utilization(),
             "weights": self.weights(),
+            "val": val,
         }
+
+    def set_holdout(self, batch: Batch | None, every: int) -> None:
+        """Measure the policy on `batch` (the replay store's `holdout()`) every `every` updates
+        from now on (None: never)."""
+        if every < 1:
+            raise ValueError(f"validation interval must be >= 1, got {every}")
+        self._holdout = None if batch is None else batch_to_tensors(batch, self.learner.device)
+        self._val_every = every
 
     def utilization(self) -> float:
         """Share of the wall time spent in train() that went into updates (not waiting for batches)."""

@@ -2,7 +2,10 @@
 
 TensorBoard tags (global step = env steps; `/` in task names becomes `_`):
 `return/<task>` (evaluation), `explore_return/<task>`, `normalized/<task>`, `loss/...`,
-`entropy/<task>`, `temperature/<task>`, `replay/<task>/timesteps`, `throughput/...`.
+`entropy/<task>`, `temperature/<task>`, `replay/<task>/timesteps`, `throughput/...`,
+`val/<task>/nll` and `val/<task>/action_error` (held-out expert data; during offline pretraining
+the env steps stand still: TensorBoard's relative or wall-time axis shows those curves, and
+val.jsonl has them against updates).
 """
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ class Monitor:
         self.references = references
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.tasks = {t: {"eval_return_mean": None, "eval_return_std": 0.0, "eval_episodes": 0,
-                          "success_rate": None, "explore_return": None, "replay_timesteps": 0} for t in references}
+                          "success_rate": None, "explore_return": None, "replay_timesteps": 0, "val": None}
+                      for t in references}
         self.phase = "starting"
         self.progress = (0, 0)  # (updates done, updates planned)
         self.rates: dict[str, float] = {}
@@ -89,6 +93,16 @@ class Monitor:
             self.tasks[task]["success_rate"] = rate
             self.writer.add_scalar(f"success/{tag_name(task)}", rate, step)
 
+    def validation(self, per_task: dict[str, dict[str, float]], step: int, updates: int) -> None:
+        """The policy's held-out metrics ({task: {"nll", "action_error"}}) after `updates` updates:
+        TensorBoard, the terminal view, summary.json, and one line of val.jsonl."""
+        for task, metrics in per_task.items():
+            self.tasks[task]["val"] = {**metrics, "updates": updates}
+            for name, v in metrics.items():
+                self.writer.add_scalar(f"val/{tag_name(task)}/{name}", v, step)
+        with open(self.run_dir / "val.jsonl", "a") as f:
+            f.write(json.dumps({"updates": updates, "env_steps": step, "tasks": per_task}) + "\n")
+
     def exploration(self, task: str, returns: list[float], step: int) -> None:
         mean = float(np.mean(returns))
         self.tasks[task]["explore_return"] = mean
@@ -116,9 +130,11 @@ class Monitor:
                 + ("" if s["success_rate"] is None else f" (success {s['success_rate']:.2f})")
                 for t, s in self.tasks.items() if s["eval_return_mean"] is not None
             )
+            val = " ".join(f"{t}={s['val']['nll']:.2f}" for t, s in self.tasks.items() if s["val"] is not None)
             self.console.print(
                 f"[{wall_s:7.0f}s] {phase:9s} updates {updates}/{planned} env_steps {env_steps} "
-                f"steps/s {self.rates.get('env_steps_per_s', 0):.0f} {scores}",
+                f"steps/s {self.rates.get('env_steps_per_s', 0):.0f} {scores}"
+                + (f" | held-out nll {val}" if val else ""),
                 highlight=False,
             )
 
@@ -134,7 +150,7 @@ class Monitor:
         table = Table(box=None, header_style="bold")
         with_success = any(s["success_rate"] is not None for s in self.tasks.values())
         for col in ("task", "eval return", "normalized", *(("success",) if with_success else ()),
-                    "explore return", "replay steps"):
+                    "explore return", "held-out nll", "replay steps"):
             table.add_column(col, justify="left" if col == "task" else "right")
         for task, s in self.tasks.items():
             ev, rate = s["eval_return_mean"], s["success_rate"]
@@ -144,6 +160,7 @@ class Monitor:
                 "-" if ev is None else f"{normalized_score(ev, *self.references[task]):.2f}",
                 *(("-" if rate is None else f"{rate:.2f}",) if with_success else ()),
                 "-" if s["explore_return"] is None else f"{s['explore_return']:.1f}",
+                "-" if s["val"] is None else f"{s['val']['nll']:.3f}",
                 str(s["replay_timesteps"]),
             )
         return Group(head, table)
@@ -163,6 +180,9 @@ class Monitor:
                 # share of the last evaluation's episodes that met the task's success condition;
                 # None (null) for tasks without one, or before the first evaluation
                 "success_rate": s["success_rate"],
+                # the policy on the held-out expert episodes, the latest measurement:
+                # {"nll", "action_error", "updates"}; None (null) without held-out data
+                "val": s["val"],
             }
         data = {
             "status": status,

@@ -35,6 +35,8 @@ from agents.storage import read_episodes, write_episodes
 from agents.trajectory import Batch, Episode, make_batch, reward_suffix_sums, sample_windows
 
 EVICTION_RULES = ("reserve", "odt")
+# `holdout()`: at most this many windows per task, so measuring costs a few batches' forward pass.
+HOLDOUT_WINDOWS = 64
 # `stats()["top_return"]`: the mean return of this share of the stored episodes, the best ones.
 TOP_SHARE = 0.1
 
@@ -43,6 +45,8 @@ TOP_SHARE = 0.1
 class _TaskBuffer:
     offline: list[Episode] = field(default_factory=list)  # kept sorted by return, best first
     online: collections.deque = field(default_factory=collections.deque)
+    holdout: list[Episode] = field(default_factory=list)  # offline episodes never trained on
+    offline_seen: int = 0  # offline episodes ever added, held-out ones included
     offline_steps: int = 0
     online_steps: int = 0
     added_episodes: int = 0
@@ -97,11 +101,15 @@ class ReplayStore:
         directory: str | Path | None = None,
         seed: int = 0,
         eviction: str = "reserve",
+        holdout_share: float = 0.0,
     ):
         if eviction not in EVICTION_RULES:
             raise ValueError(f"unknown replay eviction rule {eviction!r} (known: {', '.join(EVICTION_RULES)})")
+        if not 0.0 <= holdout_share < 1.0:
+            raise ValueError(f"holdout share must be in [0, 1), got {holdout_share}")
         self.tasks = list(tasks)
         self.capacity = capacity
+        self.holdout_share = holdout_share
         self.eviction = eviction
         self.offline_capacity = capacity if eviction == "odt" else int(capacity * offline_share)
         self.context_len = context_len
@@ -133,8 +141,20 @@ class ReplayStore:
                 self._insert(ep, offline)
         return len(episodes)
 
+    def _held_out(self, buf: _TaskBuffer) -> bool:
+        """Whether the task's next offline episode is held out: every m-th one from the second,
+        m = round(1 / holdout_share) (at least 2), so a task keeps its first episode to train on and
+        holds out one as soon as it has two. Decided by arrival order, so replaying the shards
+        holds out the same episodes."""
+        n = buf.offline_seen
+        buf.offline_seen += 1
+        return self.holdout_share > 0 and n % max(2, round(1 / self.holdout_share)) == 1
+
     def _insert(self, ep: Episode, offline: bool) -> None:
         buf = self.buffers[self.index[ep.task]]
+        if offline and self._held_out(buf):
+            buf.holdout.append(ep)
+            return
         buf.added_episodes += 1
         buf.best_return = ep.ret if buf.best_return is None else max(buf.best_return, ep.ret)
         buf._view = None
@@ -215,6 +235,21 @@ class ReplayStore:
                 starts.append(st)
         return make_batch(chosen, np.concatenate(starts), self.context_len, self.tasks, sums)
 
+    def holdout(self) -> Batch | None:
+        """The held-out episodes as one fixed batch (None if there are none): windows starting at
+        steps 0, K, 2K, ... of each, so every step is predicted once, at most HOLDOUT_WINDOWS
+        evenly spaced ones per task; returns-to-go relabelled as in `sample`."""
+        chosen: list[Episode] = []
+        starts: list[int] = []
+        with self._lock:
+            for buf in self.buffers:
+                windows = [(ep, s) for ep in buf.holdout for s in range(0, ep.length, self.context_len)]
+                if len(windows) > HOLDOUT_WINDOWS:
+                    windows = [windows[i] for i in np.linspace(0, len(windows) - 1, HOLDOUT_WINDOWS).astype(int)]
+                chosen += [ep for ep, _ in windows]
+                starts += [s for _, s in windows]
+        return make_batch(chosen, starts, self.context_len, self.tasks) if chosen else None
+
     def episodes(self, task: str) -> list[Episode]:
         return list(self.buffers[self.index[task]].view()[0])
 
@@ -228,6 +263,7 @@ class ReplayStore:
                 "episodes": len(buf.offline) + len(buf.online),
                 "added_episodes": buf.added_episodes,
                 "evicted_episodes": buf.evicted_episodes,
+                "holdout_episodes": len(buf.holdout),
                 "best_return": buf.best_return,
                 "top_return": top_mean(buf.returns),
             }

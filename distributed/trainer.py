@@ -52,6 +52,7 @@ Run directory:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -238,8 +239,12 @@ class Trainer:
         cfg = self.cfg
         self.replay = self.ex.replay_store(self.infos, cfg.replay.capacity, cfg.replay.offline_share,
                                            cfg.model.context_len, cfg.replay.task_weights,
-                                           str(self.run_dir / "replay"), seed=cfg.seed, eviction=cfg.replay.eviction)
-        self.learner = self.ex.learner_service(self.replay, cfg.model, self.infos, cfg.learner, cfg.seed,
+                                           str(self.run_dir / "replay"), seed=cfg.seed, eviction=cfg.replay.eviction,
+                                           holdout_share=cfg.replay.holdout_share)
+        learner_cfg = cfg.learner
+        if not learner_cfg.decay_updates:  # the schedule's decay spans the offline phase
+            learner_cfg = dataclasses.replace(learner_cfg, decay_updates=cfg.train.pretrain_updates)
+        self.learner = self.ex.learner_service(self.replay, cfg.model, self.infos, learner_cfg, cfg.seed,
                                                cfg.train.batch_size, cfg.rollout.weights_every,
                                                frozen_trunk=cfg.train.freeze_trunk)
 
@@ -562,6 +567,8 @@ class Trainer:
         scalars["learner/utilization"] = self._rates()["learner_utilization"]
         scalars["learner/batch_wait_s"] = result["batch_wait_s"]
         self.monitor.scalars(scalars, s.env_steps)
+        for updates, per_task in result["val"]:
+            self.monitor.validation(per_task, s.env_steps, updates)
         if not schedule:
             return
         if s.updates % self.cfg.train.eval_every == 0 and s.updates < self.planned_updates:
@@ -769,6 +776,7 @@ class Trainer:
         if self._needs_init:
             self.initialize_learner()
             self._needs_init = False
+        self._do(self.learner, "set_holdout", self._do(self.replay, "holdout"), cfg.train.val_every)
         self._weights = self._do(self.learner, "weights")
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).

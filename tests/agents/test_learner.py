@@ -3,8 +3,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from agents.learner import Learner, LearnerConfig
-from agents.model import ModelConfig, SquashedGaussian
+from agents.learner import Learner, LearnerConfig, lr_factor
+from agents.model import ModelConfig, SquashedGaussian, batch_to_tensors
 from agents.spaces import Box, Discrete, TaskInfo
 from agents.trajectory import Episode, make_batch, sample_windows
 
@@ -300,3 +300,36 @@ def test_a_non_finite_batch_stops_before_it_reaches_the_weights(tasks, model_cfg
     with pytest.raises(FloatingPointError, match="non-finite loss at update 1"):
         learner.step(batch)
     assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())
+
+
+def test_lr_schedules():
+    constant = LearnerConfig(warmup_updates=10)
+    assert [lr_factor(constant, u) for u in (0, 4, 9, 10, 10_000)] == [0.1, 0.5, 1.0, 1.0, 1.0]
+    cosine = LearnerConfig(warmup_updates=10, lr_schedule="cosine", lr_floor=0.1, decay_updates=110)
+    assert lr_factor(cosine, 9) == 1.0 and lr_factor(cosine, 10) == pytest.approx(1.0)
+    assert lr_factor(cosine, 60) == pytest.approx(0.55)  # halfway down the cosine
+    assert lr_factor(cosine, 110) == pytest.approx(0.1) and lr_factor(cosine, 5000) == pytest.approx(0.1)
+    assert lr_factor(LearnerConfig(lr_schedule="cosine"), 10_000) == 1.0  # no decay horizon: no decay
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LearnerConfig(lr_schedule="linear")
+
+
+def test_validate_measures_the_policy_and_changes_nothing(tasks, model_cfg, make_episode):
+    learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu", ema_decay=0.9), seed=0)
+    batches = _batches(tasks, make_episode, model_cfg.context_len, 3)
+    for b in batches[:2]:
+        learner.step(b)
+    tensors = batch_to_tensors(batches[2], "cpu")
+    raw = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    rng = torch.get_rng_state()
+    val = learner.validate(tensors)
+    assert torch.equal(torch.get_rng_state(), rng)  # no random numbers drawn
+    assert all(torch.equal(v, learner.model.state_dict()[k]) for k, v in raw.items())  # raw weights back
+    assert set(val) == {t.name for t in tasks} and all(np.isfinite(list(m.values())).all() for m in val.values())
+    assert 0.0 <= val["img"]["action_error"] <= 1.0  # a share of steps for discrete actions
+    # It measures the policy (the average), not the raw parameters.
+    policy = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
+    policy.load_weights(learner.weights())
+    again = policy.validate(tensors)
+    assert all(again[t] == pytest.approx(m) for t, m in val.items())
+    assert learner.model.training  # back in train mode

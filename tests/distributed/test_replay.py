@@ -116,3 +116,35 @@ def test_odt_eviction_replaces_the_worst_offline_episodes_first_then_fifo():
 def test_unknown_eviction_rule_is_refused():
     with pytest.raises(ValueError, match="eviction"):
         ReplayStore(TASKS, 100, 0.5, 5, eviction="lru")
+
+
+def test_holdout_keeps_the_first_episode_and_holds_one_in_every_ten(tmp_path):
+    store = ReplayStore(TASKS, 100_000, 0.5, context_len=5, directory=tmp_path, holdout_share=0.1)
+    store.add([episode("vec", 12, tag=i) for i in range(20)], offline=True)
+    store.add([episode("disc", 7, tag=100)], offline=True)  # one episode: kept for training
+    held = store.buffers[0].holdout
+    assert [e.source["seed"] for e in held] == [1, 11]  # the 2nd and the 12th of 20
+    assert store.stats()["vec"]["holdout_episodes"] == 2 and store.stats()["vec"]["episodes"] == 18
+    assert store.stats()["disc"]["holdout_episodes"] == 0 and store.stats()["disc"]["episodes"] == 1
+    store.add([episode("vec", 12, tag=50)])  # online episodes are never held out
+    assert store.stats()["vec"]["holdout_episodes"] == 2
+    sampled = {id(e) for e in store.episodes("vec")}
+    assert not sampled & {id(e) for e in held}
+    # Replaying the shards holds out the same episodes.
+    again = ReplayStore(TASKS, 100_000, 0.5, context_len=5, directory=tmp_path, holdout_share=0.1)
+    again.restore()
+    assert [e.source["seed"] for e in again.buffers[0].holdout] == [1, 11]
+
+
+def test_holdout_batch_covers_each_step_once_and_is_capped():
+    store = ReplayStore(TASKS, 100_000, 0.5, context_len=5, holdout_share=0.5)
+    assert store.holdout() is None
+    store.add([episode("vec", 12, tag=i) for i in range(2)], offline=True)
+    batch = store.holdout()
+    assert batch.size == 3 and batch.mask.sum() == 12  # windows at steps 0, 5, 10 of the held-out episode
+    assert batch.timesteps[:, 0].tolist() == [0, 5, 10]
+    assert batch.returns_to_go[0, 0] == pytest.approx(0.1 * 12)  # relabelled and scaled as in sample
+    store.add([episode("disc", 1000, tag=i) for i in range(2)], offline=True)
+    assert (store.holdout().task == 1).sum() == 64  # HOLDOUT_WINDOWS evenly spaced of 200
+    with pytest.raises(ValueError, match="holdout share"):
+        ReplayStore(TASKS, 100, 0.5, context_len=5, holdout_share=1.0)

@@ -17,7 +17,8 @@ TINY = {
     "model": {"embed_dim": 32, "n_layers": 1, "n_heads": 2, "context_len": 10, "dropout": 0.0},
     "learner": {"lr": 0.001, "warmup_updates": 20},
     "train": {"batch_size": 32, "pretrain_updates": 250, "online_updates": 50, "updates_per_round": 25,
-              "explore_steps_per_round": 500, "eval_every": 150, "eval_episodes": 2, "final_eval_episodes": 5},
+              "explore_steps_per_round": 500, "eval_every": 150, "eval_episodes": 2, "final_eval_episodes": 5,
+              "val_every": 50},
     "rollout": {"envs_per_worker": 2},
     "checkpoint_every": 100,
 }
@@ -43,6 +44,12 @@ def test_serial_run_learns_cartpole(finished_run):
     sources = on_disk["compute"]["env_steps_by_source"]
     assert sources["scripted"] > 0 and sources["explore"] >= 1000 and sources["eval"] > 0
     assert on_disk["env_steps"] == sum(sources.values())
+    # The held-out expert episodes (one of six) are measured every 50 updates; the fit improves on them.
+    val = [json.loads(line) for line in (run_dir / "val.jsonl").read_text().splitlines()]
+    assert [v["updates"] for v in val] == [50, 100, 150, 200, 250, 300]
+    nll = [v["tasks"]["CartPole-v1"]["nll"] for v in val]
+    assert min(nll[1:5]) < 0.8 * nll[0], nll
+    assert task["val"] == {**val[-1]["tasks"]["CartPole-v1"], "updates": 300}
     assert on_disk["compute"]["learner_flops"] > 0
 
 
@@ -60,7 +67,8 @@ def test_run_directory_contents(finished_run):
     acc.Reload()
     tags = acc.Tags()["scalars"]
     for tag in ("return/CartPole-v1", "normalized/CartPole-v1", "explore_return/CartPole-v1", "loss/total",
-                "replay/CartPole-v1/timesteps", "throughput/env_steps_per_s"):
+                "replay/CartPole-v1/timesteps", "throughput/env_steps_per_s", "val/CartPole-v1/nll",
+                "val/CartPole-v1/action_error"):
         assert tag in tags, tag
 
 
@@ -70,7 +78,9 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     more = config.from_dict(TINY, ["train.online_updates=100"])
     runner = SerialRunner(more, run_dir, resume=True, live=False)
     assert runner.learner.learner.updates == 300
-    assert sum(s["episodes"] for s in runner.replay.stats().values()) == episodes_before
+    stats = runner.replay.stats().values()
+    assert sum(s["episodes"] + s["holdout_episodes"] for s in stats) == episodes_before
+    assert all(s["holdout_episodes"] >= 1 for s in stats)  # the same ones held out again
     resumed = runner.run()
     assert resumed["learner_updates"] == 350
     assert resumed["env_steps"] > summary["env_steps"]
