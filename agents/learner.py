@@ -20,7 +20,7 @@ import safetensors.torch
 import torch
 
 from agents.critic import Critic, td3_terms
-from agents.loss import action_metrics, odt_loss
+from agents.loss import action_metrics, odt_loss, return_expectile_loss
 from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
 from agents.spaces import TaskInfo
 from agents.trajectory import Batch
@@ -59,6 +59,9 @@ class LearnerConfig:
     """beta of beta-NLL for continuous actions (0: ODT's plain NLL). With plain NLL the squashed
     Gaussian can settle on a wide, mean-zero fit of saturating (bang-bang) expert actions; 1 gives
     the mean a squared-error gradient."""
+    return_expectile: float = 0.9
+    """Expectile the model's return head fits (model.return_head; agents/loss.py): 0.5 is the mean
+    return-to-go reached from an observation, values toward 1 the best."""
     critic_weight: float = 0.0
     """Weight of the critic's actor term (agents/critic.py: ODT with TD3 gradients), relative to
     the NLL; 0 trains no critic. For data whose returns are too low for return-conditioned
@@ -97,6 +100,8 @@ class LearnerConfig:
             raise ValueError(f"critic_weight must be >= 0 and critic_lr > 0, got {self.critic_weight}, {self.critic_lr}")
         if not 0 <= self.discount < 1:
             raise ValueError(f"discount must be in [0, 1), got {self.discount}")
+        if not 0 < self.return_expectile < 1:
+            raise ValueError(f"return_expectile must be in (0, 1), got {self.return_expectile}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -157,11 +162,13 @@ class Learner:
         self.updates = 0
 
         # nanoGPT: decay matrices and embeddings, not biases, LayerNorm gains or the temperature.
-        decay, no_decay = [], []
+        decay, no_decay, self._return_params = [], [], []
         for name, p in self.model.named_parameters():
             if name == "log_temperature":
                 continue
             (decay if p.dim() >= 2 else no_decay).append(p)
+            if name.startswith("return_heads."):  # clipped on their own: their loss must not scale the policy's step
+                self._return_params.append(p)
         # The fused kernel updates all tensors in one pass, on CPU as on CUDA (about 4x faster
         # than the per-tensor loop on CPU; results agree to float32 rounding).
         self.optimizer = torch.optim.AdamW(
@@ -169,7 +176,8 @@ class Learner:
             lr=cfg.lr,
             fused=True,
         )
-        self._model_params = decay + no_decay
+        returns = {id(p) for p in self._return_params}
+        self._model_params = [p for p in decay + no_decay if id(p) not in returns]
         self._ema: list[torch.Tensor] | None = None  # the parameters' moving average (cfg.ema_decay), once trained
         self.temperature_optimizer = torch.optim.Adam([self.model.log_temperature], lr=cfg.temperature_lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda u: lr_factor(cfg, u))
@@ -204,6 +212,10 @@ class Learner:
                 tensors["timesteps"], rows=tensors.get("rows"),
             )  # (B, K, C)
             loss, temperature_loss, metrics = odt_loss(self.model, tensors, self.cfg.nll_beta, hidden)
+            if len(self.model.return_heads):
+                return_loss, metrics["loss/return_expectile"] = return_expectile_loss(
+                    self.model, tensors, self.cfg.return_expectile)
+                loss = loss + return_loss
             critic_loss = 0.0
             if self.critic is not None:
                 actor, critic_loss, critic_metrics = td3_terms(
@@ -222,6 +234,8 @@ class Learner:
         (loss + temperature_loss + critic_loss).backward()
         lap("backward")
         grad_norm = torch.nn.utils.clip_grad_norm_(self._model_params, self.cfg.grad_clip)
+        if self._return_params:
+            torch.nn.utils.clip_grad_norm_(self._return_params, self.cfg.grad_clip)
         self.optimizer.step()
         self.temperature_optimizer.step()
         if self.critic is not None:

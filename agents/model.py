@@ -57,6 +57,12 @@ class ModelConfig:
     """Upper bound of the Gaussian head's log std (ODT)."""
     init_temperature: float = 0.1
     """Initial entropy temperature alpha, per task."""
+    return_head: bool = False
+    """Add a per-task head that predicts, from an observation alone, a high expectile of the
+    return-to-go the data reached from there (`predict_return`): with `train.return_targets:
+    state` each episode is conditioned on the prediction for its first observation, a target the
+    data holds for that start, instead of one target for every start (Reinformer, Zhuang et al.
+    2024; benchmarks/results/stability.md)."""
 
     def __post_init__(self):
         if self.embed_dim < 1 or self.n_layers < 1 or self.n_heads < 1:
@@ -303,7 +309,7 @@ class DecisionTransformer(nn.Module):
     # What belongs to one task (agents/surgery.py moves it between models by task name): entries
     # of these ModuleDicts, keyed by the task's position, and one row per task of these tensors.
     # Everything else is the shared trunk.
-    PER_TASK_MODULES = ("obs_encoders", "action_encoders", "heads")
+    PER_TASK_MODULES = ("obs_encoders", "action_encoders", "heads", "return_heads")
     PER_TASK_ROWS = ("task_embed.weight", "log_temperature")
 
     def __init__(self, cfg: ModelConfig, tasks: Sequence[TaskInfo]):
@@ -338,6 +344,13 @@ class DecisionTransformer(nn.Module):
         self.obs_encoders = nn.ModuleDict(obs_encoders)
         self.action_encoders = nn.ModuleDict(action_encoders)
         self.heads = nn.ModuleDict(heads)
+        # Empty without cfg.return_head, so the state dict is the same as before the option existed.
+        self.return_heads = nn.ModuleDict(
+            {str(i): nn.Sequential(nn.LayerNorm(C), nn.Linear(C, C), nn.GELU(), nn.Linear(C, 1)) for i in range(len(tasks))}
+            if cfg.return_head else {})
+        if cfg.return_head:  # the heads predict standardized returns-to-go (set_return_stats), so they fit fast
+            self.register_buffer("return_mean", torch.zeros(len(tasks)))
+            self.register_buffer("return_std", torch.ones(len(tasks)))
         # Window position 0 has no previous action in the window (the step before it is
         # cut off, or the episode starts): a learned vector stands in, in training and acting alike.
         self.no_action = nn.Parameter(torch.zeros(C))
@@ -380,6 +393,14 @@ class DecisionTransformer(nn.Module):
             )
         enc.obs_mean.copy_(mean)
         enc.obs_std.copy_(std.clamp_min(1e-6))
+
+    def set_return_stats(self, task_index: int, mean: float, std: float):
+        """The mean and std of the task's scaled returns-to-go in the data the return head learns
+        from; it predicts in those units (std floored at 1e-3)."""
+        if not self.cfg.return_head:
+            raise ValueError("this model has no return head (model.return_head)")
+        self.return_mean[task_index] = float(mean)
+        self.return_std[task_index] = max(float(std), 1e-3)
 
     def embed_observations(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
         """Observations (B_i, K, ...) of one task -> (B_i, K, C)."""
@@ -479,6 +500,14 @@ class DecisionTransformer(nn.Module):
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1.0)
         return SquashedGaussian(mean, log_std)
 
+    def predict_return(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
+        """Observations (B_i, K, ...) of one task -> (B_i, K) the return head's scaled return-to-go
+        from each. It reads the observation embedding detached, so fitting it leaves the policy's
+        gradients as they are."""
+        emb = self.embed_observations(task_index, obs).detach()  # (B_i, K, C)
+        z = self.return_heads[str(task_index)](emb).squeeze(-1).float()  # (B_i, K) standardized
+        return self.return_mean[task_index] + self.return_std[task_index] * z
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -494,6 +523,8 @@ class DecisionTransformer(nn.Module):
         dense = sum(p.numel() for p in self.blocks.parameters()) + sum(p.numel() for p in self.rtg_embed.parameters())
         key = str(task_index)
         dense += sum(p.numel() for p in self.heads[key].parameters())
+        if key in self.return_heads:
+            dense += sum(p.numel() for p in self.return_heads[key].parameters())
         if task.continuous:
             dense += sum(p.numel() for p in self.action_encoders[key].parameters())
         flops = 2.0 * dense + 2.0 * cfg.n_layers * cfg.context_len * cfg.embed_dim

@@ -69,6 +69,7 @@ class Policy:
         self._task = np.full(num_slots, -1, dtype=np.int64)  # -1: slot not reset yet
         self._count = np.zeros(num_slots, dtype=np.int64)  # steps appended this episode
         self._rtg = np.zeros(num_slots, dtype=np.float32)  # current return-to-go, scaled
+        self._predict = np.zeros(num_slots, dtype=bool)  # target from the return head at the first step
         self._t = np.zeros(num_slots, dtype=np.int64)  # current timestep
         self._rtg_ring = np.zeros((num_slots, K), dtype=np.float32)
         self._t_ring = np.zeros((num_slots, K), dtype=np.int64)
@@ -94,8 +95,9 @@ class Policy:
             return obs_shape, obs_dtype, (self.K, t.action.dim), np.dtype(np.float32)
         return obs_shape, obs_dtype, (self.K,), np.dtype(np.int64)
 
-    def reset(self, slot: int, task_index: int, target_return: float):
-        """Start a new episode of task `task_index` in `slot`, conditioned on `target_return` (unscaled)."""
+    def reset(self, slot: int, task_index: int, target_return: float | None):
+        """Start a new episode of task `task_index` in `slot`, conditioned on `target_return`
+        (unscaled), or with None on the model's return head's prediction for its first observation."""
         if not 0 <= slot < self.num_slots:
             raise ValueError(f"slot {slot} outside [0, {self.num_slots})")
         if not 0 <= task_index < len(self.tasks):
@@ -109,7 +111,10 @@ class Policy:
             self._act_ring[slot] = np.zeros(act_shape, dtype=act_dtype)
         self._task[slot] = task_index
         self._count[slot] = 0
-        self._rtg[slot] = target_return * self.tasks[task_index].reward_scale
+        if target_return is None and not len(self.model.return_heads):
+            raise ValueError("a predicted return target needs a model with a return head (model.return_head)")
+        self._predict[slot] = target_return is None
+        self._rtg[slot] = 0.0 if target_return is None else target_return * self.tasks[task_index].reward_scale
         self._t[slot] = 0
         if self.inference == "last":
             self._emb_fresh[slot] = True
@@ -134,6 +139,7 @@ class Policy:
         for s in slots:
             if not 0 <= s < self.num_slots or self._task[s] < 0:
                 raise ValueError(f"slot {s} was not reset")
+        self._predict_targets(slots, observations)
         for s, obs in zip(slots, observations):
             pos = self._count[s] % self.K
             self._obs_ring[s][pos] = obs
@@ -164,6 +170,16 @@ class Policy:
                 self._act_ring[s][(self._count[s] - 1) % self.K] = a[r]  # the next step's previous action
                 out[order[row]] = a[r].astype(np.float32) if continuous else int(a[r])
         return out
+
+    def _predict_targets(self, slots: np.ndarray, observations: Sequence[np.ndarray]) -> None:
+        """Set the return-to-go of the slots whose episode waits for a predicted target (reset with
+        None) from the return head on their first observation."""
+        waiting = np.flatnonzero(self._predict[slots])
+        for i in np.unique(self._task[slots[waiting]]):
+            rows = waiting[self._task[slots[waiting]] == i]
+            obs = torch.from_numpy(np.stack([observations[r] for r in rows])).to(self.device)[:, None]  # (P, 1, ...)
+            self._rtg[slots[rows]] = self.model.predict_return(int(i), obs)[:, 0].cpu().numpy()
+        self._predict[slots[waiting]] = False
 
     # -- window inference ("full", "last") ------------------------------------------------
 

@@ -19,7 +19,7 @@ from agents.learner import LearnerConfig
 from agents.model import ModelConfig
 from distributed.replay import EVICTION_RULES
 
-RETURN_TARGETS = ("task", "data", "top")
+RETURN_TARGETS = ("task", "data", "top", "state")
 
 
 def _check_bounds(section: str, obj, positive: tuple[str, ...] = (), nonnegative: tuple[str, ...] = ()) -> None:
@@ -122,7 +122,10 @@ class TrainConfig:
     targets out of the range the model was trained on, and the targets follow the store as
     online episodes replace offline ones. "top" is the default: relative to the best return ever
     stored, exploration collapsed once one lucky episode set the targets (benchmarks/results/
-    learning.md, ablation)."""
+    learning.md, ablation). "state" conditions each episode on the model's return head's
+    prediction for its first observation (needs `model.return_head`), for tasks whose reachable
+    return depends on where an episode starts (Pendulum's swing-up from the bottom against a start
+    near the top; benchmarks/results/stability.md)."""
     eval_target_scale: float = 1.15
     """With data-relative return targets: the evaluation target's distance from the random
     return, as a multiple of the reference return's (1.15: ODT's 3600 over hopper-medium's best)."""
@@ -209,6 +212,8 @@ class RunConfig:
         for task in self.experts.sources:
             if task not in self.tasks:
                 raise ValueError(f"config key 'experts.sources.{task}': task not in 'tasks'")
+        if self.train.return_targets == "state" and not self.model.return_head:
+            raise ValueError("config key 'train.return_targets': 'state' needs 'model.return_head: true'")
         if self.init_task_map and not self.init_from:
             raise ValueError("config key 'init_task_map' needs 'init_from'")
         for old, new in self.init_task_map.items():

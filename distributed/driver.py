@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.storage import sha256_file
+from agents.trajectory import reward_suffix_sums
 from envs.registry import get_task
 
 KEEP_CHECKPOINTS = 3
@@ -69,6 +70,12 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std of vector observations, std floored at MIN_OBSERVATION_STD."""
     obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
     return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
+
+
+def return_stats(episodes, reward_scale: float) -> tuple[float, float]:
+    """Mean and std of the scaled return-to-go over every step of `episodes` (the return head's units)."""
+    rtg = np.concatenate([reward_suffix_sums(e.rewards) for e in episodes]) * reward_scale
+    return float(rtg.mean()), float(rtg.std())
 
 
 # The replay statistic each data-relative rule of train.return_targets takes as its reference return.

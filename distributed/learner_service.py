@@ -203,6 +203,12 @@ class LearnerService:
             self.learner.model.set_observation_stats(i, np.array(mean), np.array(std))
         self.publish()
 
+    def set_return_stats(self, stats: dict[int, tuple[float, float]]) -> None:
+        """Per-task return-to-go scale of the return head {task index: (mean, std)}; republishes the weights."""
+        for i, (mean, std) in stats.items():
+            self.learner.model.set_return_stats(i, mean, std)
+        self.publish()
+
     def init_from(self, run_dir: str, task_map: dict[str, str] | None = None) -> dict[str, list[str]]:
         """`init_weights_from` into this learner's model; republishes the weights."""
         report = init_weights_from(self.learner.model, Path(run_dir), task_map)

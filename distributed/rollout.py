@@ -49,7 +49,7 @@ class RolloutWorker:
         self.model = DecisionTransformer(model_cfg, infos)
         self.policy = Policy(self.model, infos, num_envs, seed=stream_seed("policy", seed, worker=worker_index))
         self.weights_version = -1
-        self.targets: dict[int, float] = {}  # task index -> return target replacing the spec's (see set_targets)
+        self.targets: dict[int, float | None] = {}  # task index -> return target replacing the spec's (see set_targets)
         self.num_envs = num_envs
         self.env_steps = 0
         self.episodes_dropped = 0
@@ -69,11 +69,12 @@ class RolloutWorker:
     def get_weights_version(self) -> int:
         return self.weights_version
 
-    def set_targets(self, targets: dict[str, float]) -> None:
-        """Condition episodes started from now on on these returns ({task name: target}) instead
-        of the tasks' own targets for this worker's mode."""
+    def set_targets(self, targets: dict[str, float | None]) -> None:
+        """Condition episodes started from now on on these returns ({task name: target}; None: the
+        model's return head's prediction for each episode's first observation) instead of the
+        tasks' own targets for this worker's mode."""
         names = [s.name for s in self.specs]
-        self.targets.update({names.index(t): float(v) for t, v in targets.items()})
+        self.targets.update({names.index(t): None if v is None else float(v) for t, v in targets.items()})
 
     # -- stepping ------------------------------------------------------------------------
 

@@ -67,7 +67,8 @@ from agents.storage import sha256_file
 from distributed import config as config_mod
 from distributed.config import RunConfig
 from distributed.driver import (KEEP_CHECKPOINTS, MANIFEST_KEY, RunState, Terminated, data_targets,
-                                latest_checkpoint, observation_stats, one_line_error, resolve_tasks)
+                                latest_checkpoint, observation_stats, one_line_error, resolve_tasks,
+                                return_stats)
 from distributed.monitor import Monitor, write_json_atomic
 from envs.references import reference_returns
 from envs.seeding import stream_seed
@@ -392,6 +393,8 @@ class Trainer:
         `stats()` gives the replay store's stats, asked for only when the targets need them."""
         if self.cfg.train.return_targets == "task":
             return None
+        if self.cfg.train.return_targets == "state":  # each episode's from its first observation
+            return {spec.name: None for spec in self.specs}
         t = self.cfg.train
         scale = t.eval_target_scale if mode == "eval" else t.explore_target_scale
         return data_targets(self.specs, self.references, stats(), mode, t.return_targets, scale)
@@ -532,6 +535,10 @@ class Trainer:
         stats = {i: observation_stats(self._do(self.replay, "episodes", self.infos[i].name))
                  for i in self.vector_tasks()}
         self._do(self.learner, "set_observation_stats", stats)
+        if self.cfg.model.return_head:
+            self._do(self.learner, "set_return_stats",
+                     {i: return_stats(self._do(self.replay, "episodes", t.name), t.reward_scale)
+                      for i, t in enumerate(self.infos)})
         if self.cfg.init_from:
             self._do(self.learner, "init_from", self.cfg.init_from, self.cfg.init_task_map)
 

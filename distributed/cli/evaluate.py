@@ -93,7 +93,8 @@ def cmd_eval(args) -> int:
         if targets:
             worker.set_targets({t: targets[t] for t in tasks if t in targets})
             print("return targets of the run's last evaluation: "
-                  + ", ".join(f"{t} {targets[t]:.1f}" for t in tasks if t in targets))
+                  + ", ".join(f"{t} {'predicted per episode' if targets[t] is None else f'{targets[t]:.1f}'}"
+                              for t in tasks if t in targets))
         out = evaluate()
         for t, r in out.items():
             print(f"{t:28s} return {r['return_mean']:9.1f} ± {r['return_std']:7.1f}  "

@@ -6,7 +6,7 @@ import torch
 from agents.learner import Learner, LearnerConfig, lr_factor
 from agents.model import ModelConfig, SquashedGaussian, batch_to_tensors
 from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode, make_batch, sample_windows
+from agents.trajectory import Episode, make_batch, reward_suffix_sums, sample_windows
 
 
 def _batches(tasks, make_episode, K, n, seed=0):
@@ -333,3 +333,46 @@ def test_validate_measures_the_policy_and_changes_nothing(tasks, model_cfg, make
     again = policy.validate(tensors)
     assert all(again[t] == pytest.approx(m) for t, m in val.items())
     assert learner.model.training  # back in train mode
+
+
+def test_predicted_targets_follow_what_each_start_can_reach():
+    # Starts told apart by the observation: from a "good" start the better behaviour (+0.6) returns
+    # 60, from a "bad" one only 15; the worse behaviour (-0.6) returns 1.5 from either. The return
+    # head must predict more from the good start, and conditioning each episode on its own
+    # prediction must pick the better behaviour from both (one target of 60 is unreachable from the bad).
+    from agents.policy import Policy
+
+    rng = np.random.default_rng(0)
+    task = TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1)
+    eps = []
+    for k in range(80):
+        start = 1.0 if k % 4 < 2 else -1.0
+        better = k % 2 == 0
+        reward = (2.0 if start > 0 else 0.5) if better else 0.05
+        obs = np.concatenate([np.full((30, 1), start), rng.normal(0, 0.1, (30, 2))], 1).astype(np.float32)
+        eps.append(Episode("vec", obs, np.full((30, 2), 0.6 if better else -0.6, np.float32),
+                           np.full(30, reward, np.float32), True))
+    lengths = np.array([e.length for e in eps])
+    cfg = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5, dropout=0.0, return_head=True)
+    learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10, return_expectile=0.95), seed=0)
+    rtg = 0.1 * np.concatenate([reward_suffix_sums(e.rewards) for e in eps])
+    learner.model.set_return_stats(0, rtg.mean(), rtg.std())
+    before = None
+    for u in range(400):
+        idx, starts = sample_windows(lengths, 32, 5, rng)
+        m = learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))
+        before = m["loss/return_expectile"] if before is None else before
+    assert m["loss/return_expectile"] < before  # the rest is the spread of returns-to-go along an episode
+    good, bad = np.array([[1.0, 0, 0]], np.float32), np.array([[-1.0, 0, 0]], np.float32)
+    with torch.no_grad():
+        predicted = [float(learner.model.predict_return(0, torch.from_numpy(o)[None])) / 0.1 for o in (good, bad)]
+    assert predicted[0] > 2 * predicted[1] > 0, predicted
+    policy = Policy(learner.model, [task], num_slots=2)
+    policy.reset(0, 0, target_return=None)
+    policy.reset(1, 0, target_return=None)
+    a_good, a_bad = policy.act([0, 1], [good[0], bad[0]], deterministic=True)
+    assert a_good.min() > 0.3 and a_bad.min() > 0.3, (a_good, a_bad)
+    no_head = Policy(Learner(ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5), [task],
+                             LearnerConfig(device="cpu"), seed=0).model, [task], num_slots=1)
+    with pytest.raises(ValueError, match="return head"):
+        no_head.reset(0, 0, target_return=None)
