@@ -117,20 +117,22 @@ def action_metrics(model: DecisionTransformer, tensors: dict, hidden: torch.Tens
 
 
 def return_expectile_loss(model: DecisionTransformer, tensors: dict, expectile: float) -> tuple[torch.Tensor, float]:
-    """Expectile regression of the return head on the batch's returns-to-go (both scaled):
-    mean over real steps of |expectile - 1(R < R_hat)| ((R - R_hat) / std)^2, std the task's
-    return-to-go scale (DecisionTransformer.set_return_stats); an expectile near 1 makes
-    the prediction the best return the data reached from an observation rather than its mean.
-    Returns (loss, its value). Gradient only into the return heads."""
-    mask = tensors["mask"] > 0  # (B, K)
+    """Expectile regression of the return head on the episodes' returns from their first step:
+    mean over the batch's steps at timestep 0 of |expectile - 1(R < R_hat)| ((R - R_hat) / std)^2,
+    std the task's return scale (DecisionTransformer.set_return_stats). An expectile near 1 makes
+    the prediction the best return the data reached from a start like this one, rather than the
+    mean. Only first steps: a later step's return-to-go also depends on how much of the episode
+    is left, which the observation does not show (a balanced CartPole looks the same at step 0
+    and at step 450). Returns (loss, its value); zero without a first step in the batch. Gradient
+    only into the return heads."""
+    first = (tensors["mask"] > 0) & (tensors["timesteps"] == 0)  # (B, K)
     total = tensors["returns_to_go"].new_zeros(())
     for i in sorted(tensors["observations"]):
         idx = tensors["rows"][i]  # (B_i,)
-        m = mask.index_select(0, idx)  # (B_i, K)
-        # In the head's standardized units, so every task's term weighs alike whatever its reward scale.
+        m = first.index_select(0, idx)  # (B_i, K)
         u = (tensors["returns_to_go"].index_select(0, idx).float()
              - model.predict_return(i, tensors["observations"][i])) / model.return_std[i]  # (B_i, K)
         weight = torch.where(u < 0, 1.0 - expectile, expectile)  # (B_i, K)
         total = total + (weight * u.pow(2))[m].sum()
-    loss = total / mask.sum().clamp_min(1)
+    loss = total / first.sum().clamp_min(1)
     return loss, float(loss.detach())

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from agents.storage import sha256_file
-from agents.trajectory import reward_suffix_sums
 from envs.registry import get_task
 
 KEEP_CHECKPOINTS = 3
@@ -73,9 +72,9 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def return_stats(episodes, reward_scale: float) -> tuple[float, float]:
-    """Mean and std of the scaled return-to-go over every step of `episodes` (the return head's units)."""
-    rtg = np.concatenate([reward_suffix_sums(e.rewards) for e in episodes]) * reward_scale
-    return float(rtg.mean()), float(rtg.std())
+    """Mean and std of the scaled returns of `episodes` (the units the return head predicts in)."""
+    returns = np.array([e.ret for e in episodes], dtype=np.float64) * reward_scale
+    return float(returns.mean()), float(returns.std())
 
 
 # The replay statistic each data-relative rule of train.return_targets takes as its reference return.

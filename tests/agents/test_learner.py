@@ -6,7 +6,7 @@ import torch
 from agents.learner import Learner, LearnerConfig, lr_factor
 from agents.model import ModelConfig, SquashedGaussian, batch_to_tensors
 from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode, make_batch, reward_suffix_sums, sample_windows
+from agents.trajectory import Episode, make_batch, sample_windows
 
 
 def _batches(tasks, make_episode, K, n, seed=0):
@@ -355,18 +355,19 @@ def test_predicted_targets_follow_what_each_start_can_reach():
     lengths = np.array([e.length for e in eps])
     cfg = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5, dropout=0.0, return_head=True)
     learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10, return_expectile=0.95), seed=0)
-    rtg = 0.1 * np.concatenate([reward_suffix_sums(e.rewards) for e in eps])
-    learner.model.set_return_stats(0, rtg.mean(), rtg.std())
-    before = None
+    returns = 0.1 * np.array([e.ret for e in eps])
+    learner.model.set_return_stats(0, returns.mean(), returns.std())
+    losses = []
     for u in range(400):
         idx, starts = sample_windows(lengths, 32, 5, rng)
-        m = learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))
-        before = m["loss/return_expectile"] if before is None else before
-    assert m["loss/return_expectile"] < before  # the rest is the spread of returns-to-go along an episode
+        losses.append(learner.step(make_batch([eps[i] for i in idx], starts, 5, [task]))["loss/return_expectile"])
+    assert np.mean(losses[-50:]) < 0.5 * np.mean(losses[:50])
     good, bad = np.array([[1.0, 0, 0]], np.float32), np.array([[-1.0, 0, 0]], np.float32)
     with torch.no_grad():
         predicted = [float(learner.model.predict_return(0, torch.from_numpy(o)[None])) / 0.1 for o in (good, bad)]
-    assert predicted[0] > 2 * predicted[1] > 0, predicted
+    # From the first steps only: near the best return from each start (60 and 15), not the
+    # returns-to-go of later steps, which the observation cannot tell from the start.
+    assert predicted[0] > 40 and 8 < predicted[1] < 20, predicted
     policy = Policy(learner.model, [task], num_slots=2)
     policy.reset(0, 0, target_return=None)
     policy.reset(1, 0, target_return=None)
