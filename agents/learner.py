@@ -223,9 +223,12 @@ class Learner:
                 loss = loss + actor
                 metrics.update(critic_metrics)
         lap("forward")
-        if not np.isfinite(metrics["loss/total"]):  # before any weight changes: the model stays usable
-            raise FloatingPointError(f"non-finite loss at update {self.updates + 1}: the batch holds non-finite "
-                                     "observations, actions or returns")
+        # Before any weight changes, so the model stays usable: every term that reaches a gradient.
+        terms = ("loss/total", "loss/critic", "loss/actor_q", "loss/return_expectile", "loss/temperature")
+        bad = [k for k in terms if k in metrics and not np.isfinite(metrics[k])]
+        if bad:
+            raise FloatingPointError(f"non-finite loss at update {self.updates + 1} ({', '.join(bad)}): the batch "
+                                     "holds non-finite observations, actions or returns")
         self.optimizer.zero_grad(set_to_none=True)
         self.temperature_optimizer.zero_grad(set_to_none=True)
         if self.critic_optimizer is not None:

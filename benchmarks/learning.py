@@ -126,6 +126,20 @@ def eval_curve(run_dir: Path, task: str) -> dict[str, list[float]]:
             "return": [e.value for e in returns], "normalized": [e.value for e in normalized]}
 
 
+def evaluation_at(run_dir: Path, task: str, updates: int) -> tuple[int, float]:
+    """(position among the run's evaluations of `task`, mean return) of its evaluation at exactly
+    `updates` learner updates, read from evals.jsonl; ValueError naming the run if it has none
+    there (an evaluation found by its position alone would silently be another one)."""
+    path = Path(run_dir) / "evals.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    lines = [line for line in lines if task in line["returns"]]
+    for k, line in enumerate(lines):
+        if line["updates"] == updates:
+            return k, float(np.mean(line["returns"][task]))
+    raise ValueError(f"{run_dir}: no evaluation of {task} at {updates} updates in evals.jsonl "
+                     f"(evaluations at {[line['updates'] for line in lines]})")
+
+
 def d4rl_score(task: str, ret: float) -> float:
     rnd, exp = D4RL_REFERENCE[task]
     return 100.0 * (ret - rnd) / (exp - rnd)
@@ -243,11 +257,16 @@ def medium_runs(config: Path, task: str, seeds, overrides: list[str], run_root: 
         summary = train(config, [f"tasks=[{task}]", f"seed={seed}", *overrides], run_dir)
         c = eval_curve(run_dir, task)
         c["score"] = [score(task, r, n) for r, n in zip(c["return"], c["normalized"])]
-        # The evaluation logged when pretraining ended: the first one after `offline_at` updates.
-        i = min(offline_at // base.train.eval_every, len(c["return"])) - 1
+        # The evaluation when pretraining ended, matched on its update count in evals.jsonl.
+        i, offline_return = evaluation_at(run_dir, task, offline_at)
+        if len(c["return"]) != sum(1 for line in (run_dir / "evals.jsonl").read_text().splitlines()
+                                   if task in json.loads(line)["returns"]):
+            raise ValueError(f"{run_dir}: TensorBoard and evals.jsonl hold different evaluations of {task}")
+        if not math.isclose(c["return"][i], offline_return, rel_tol=1e-5, abs_tol=1e-6):
+            raise ValueError(f"{run_dir}: evaluation {i} of {task} differs between TensorBoard and evals.jsonl")
         t = summary["tasks"][task]
         results.append({
-            "seed": seed, "offline_return": c["return"][i], "final_return": t["eval_return_mean"],
+            "seed": seed, "offline_return": offline_return, "final_return": t["eval_return_mean"],
             "offline_score": c["score"][i], "final_score": score(task, t["eval_return_mean"], t["normalized_score"]),
             "online_env_steps": summary["env_steps"] - c["env_steps"][i], "wall_s": summary["wall_s"]})
         curves.append(online_curve(c, i))

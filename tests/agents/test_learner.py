@@ -302,6 +302,18 @@ def test_a_non_finite_batch_stops_before_it_reaches_the_weights(tasks, model_cfg
     assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())
 
 
+def test_a_non_finite_critic_term_stops_before_it_reaches_the_weights(tasks, model_cfg, make_episode):
+    # NaN rewards reach only the critic's TD target (returns-to-go were summed before): the policy
+    # loss stays finite, so a guard on it alone would let the critic's NaN into the weights.
+    learner = Learner(model_cfg, tasks, LearnerConfig(device="cpu", critic_weight=2.5), seed=0)
+    batch = next(b for b in _batches(tasks, make_episode, model_cfg.context_len, 10) if 0 in b.observations)
+    batch.rewards[:] = np.nan
+    before = {k: v.clone() for k, v in learner.critic.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="loss/critic"):
+        learner.step(batch)
+    assert all(torch.equal(before[k], v) for k, v in learner.critic.state_dict().items())
+
+
 def test_lr_schedules():
     constant = LearnerConfig(warmup_updates=10)
     assert [lr_factor(constant, u) for u in (0, 4, 9, 10, 10_000)] == [0.1, 0.5, 1.0, 1.0, 1.0]

@@ -70,3 +70,14 @@ def test_a_stopped_run_stops_the_benchmark_instead_of_starting_the_next(tmp_path
     monkeypatch.setattr(local_executor.SerialRunner, "run", lambda self: {"status": "failed", "stop_reason": "terminated"})
     with pytest.raises(SystemExit, match="stopped \\(terminated\\); run the benchmark again to resume"):
         learning.train(learning.ROOT / "configs" / "quick.yaml", learning.QUICK_OVERRIDES, tmp_path / "run")
+
+
+def test_offline_evaluation_is_matched_on_its_updates(tmp_path):
+    lines = [{"updates": 500, "env_steps": 1000, "returns": {"Hopper-v5": [10.0, 20.0]}},
+             {"updates": 2000, "env_steps": 1000, "returns": {"Hopper-v5": [30.0]}},
+             {"updates": 2500, "env_steps": 3000, "returns": {"Hopper-v5": [50.0]}}]
+    (tmp_path / "evals.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert learning.evaluation_at(tmp_path, "Hopper-v5", 2000) == (1, 30.0)
+    # The evaluation at 1,000 updates is missing: no other one stands in for it.
+    with pytest.raises(ValueError, match="no evaluation of Hopper-v5 at 1000 updates"):
+        learning.evaluation_at(tmp_path, "Hopper-v5", 1000)
