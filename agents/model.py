@@ -351,6 +351,9 @@ class DecisionTransformer(nn.Module):
         if cfg.return_head:  # the heads predict standardized returns-to-go (set_return_stats), so they fit fast
             self.register_buffer("return_mean", torch.zeros(len(tasks)))
             self.register_buffer("return_std", torch.ones(len(tasks)))
+            # The range of the data's returns: a prediction outside it is a target no episode reached.
+            self.register_buffer("return_low", torch.full((len(tasks),), -torch.inf))
+            self.register_buffer("return_high", torch.full((len(tasks),), torch.inf))
         # Window position 0 has no previous action in the window (the step before it is
         # cut off, or the episode starts): a learned vector stands in, in training and acting alike.
         self.no_action = nn.Parameter(torch.zeros(C))
@@ -394,13 +397,18 @@ class DecisionTransformer(nn.Module):
         enc.obs_mean.copy_(mean)
         enc.obs_std.copy_(std.clamp_min(1e-6))
 
-    def set_return_stats(self, task_index: int, mean: float, std: float):
-        """The mean and std of the task's scaled returns-to-go in the data the return head learns
-        from; it predicts in those units (std floored at 1e-3)."""
+    def set_return_stats(self, task_index: int, mean: float, std: float, low: float, high: float):
+        """The task's scaled episode returns in the data the return head learns from: their mean
+        and std (it predicts in those units; std floored at 1e-3) and their range (it predicts
+        nothing outside)."""
         if not self.cfg.return_head:
             raise ValueError("this model has no return head (model.return_head)")
+        if not low <= mean <= high:
+            raise ValueError(f"return stats of task {task_index}: mean {mean} outside [{low}, {high}]")
         self.return_mean[task_index] = float(mean)
         self.return_std[task_index] = max(float(std), 1e-3)
+        self.return_low[task_index] = float(low)
+        self.return_high[task_index] = float(high)
 
     def embed_observations(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
         """Observations (B_i, K, ...) of one task -> (B_i, K, C)."""
@@ -502,11 +510,12 @@ class DecisionTransformer(nn.Module):
 
     def predict_return(self, task_index: int, obs: torch.Tensor) -> torch.Tensor:
         """Observations (B_i, K, ...) of one task -> (B_i, K) the return head's scaled return-to-go
-        from each. It reads the observation embedding detached, so fitting it leaves the policy's
+        from each, within the data's range of returns (set_return_stats). It reads the observation embedding detached, so fitting it leaves the policy's
         gradients as they are."""
         emb = self.embed_observations(task_index, obs).detach()  # (B_i, K, C)
         z = self.return_heads[str(task_index)](emb).squeeze(-1).float()  # (B_i, K) standardized
-        return self.return_mean[task_index] + self.return_std[task_index] * z
+        i = task_index
+        return (self.return_mean[i] + self.return_std[i] * z).clamp(self.return_low[i], self.return_high[i])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -71,10 +71,10 @@ def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
     return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
 
 
-def return_stats(episodes, reward_scale: float) -> tuple[float, float]:
-    """Mean and std of the scaled returns of `episodes` (the units the return head predicts in)."""
+def return_stats(episodes, reward_scale: float) -> tuple[float, float, float, float]:
+    """Mean, std, min and max of the scaled returns of `episodes` (the return head's units and range)."""
     returns = np.array([e.ret for e in episodes], dtype=np.float64) * reward_scale
-    return float(returns.mean()), float(returns.std())
+    return float(returns.mean()), float(returns.std()), float(returns.min()), float(returns.max())
 
 
 # The replay statistic each data-relative rule of train.return_targets takes as its reference return.

@@ -203,10 +203,11 @@ class LearnerService:
             self.learner.model.set_observation_stats(i, np.array(mean), np.array(std))
         self.publish()
 
-    def set_return_stats(self, stats: dict[int, tuple[float, float]]) -> None:
-        """Per-task return-to-go scale of the return head {task index: (mean, std)}; republishes the weights."""
-        for i, (mean, std) in stats.items():
-            self.learner.model.set_return_stats(i, mean, std)
+    def set_return_stats(self, stats: dict[int, tuple[float, float, float, float]]) -> None:
+        """Per-task returns of the return head's data {task index: (mean, std, min, max)} (see
+        DecisionTransformer.set_return_stats); republishes the weights."""
+        for i, values in stats.items():
+            self.learner.model.set_return_stats(i, *values)
         self.publish()
 
     def init_from(self, run_dir: str, task_map: dict[str, str] | None = None) -> dict[str, list[str]]:

@@ -368,7 +368,7 @@ def test_predicted_targets_follow_what_each_start_can_reach():
     cfg = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5, dropout=0.0, return_head=True)
     learner = Learner(cfg, [task], LearnerConfig(device="cpu", warmup_updates=10, return_expectile=0.95), seed=0)
     returns = 0.1 * np.array([e.ret for e in eps])
-    learner.model.set_return_stats(0, returns.mean(), returns.std())
+    learner.model.set_return_stats(0, returns.mean(), returns.std(), returns.min(), returns.max())
     losses = []
     for u in range(400):
         idx, starts = sample_windows(lengths, 32, 5, rng)
@@ -380,6 +380,10 @@ def test_predicted_targets_follow_what_each_start_can_reach():
     # From the first steps only: near the best return from each start (60 and 15), not the
     # returns-to-go of later steps, which the observation cannot tell from the start.
     assert predicted[0] > 40 and 8 < predicted[1] < 20, predicted
+    far = torch.tensor([[[50.0, 0, 0]], [[-50.0, 0, 0]]])  # no episode started near these
+    with torch.no_grad():
+        extrapolated = learner.model.predict_return(0, far) / 0.1
+    assert ((1.5 - 1e-4 <= extrapolated) & (extrapolated <= 60 + 1e-4)).all(), extrapolated  # within the data's returns
     policy = Policy(learner.model, [task], num_slots=2)
     policy.reset(0, 0, target_return=None)
     policy.reset(1, 0, target_return=None)
