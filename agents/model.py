@@ -62,7 +62,7 @@ class ModelConfig:
     return-to-go the data reached from there (`predict_return`): with `train.return_targets:
     state` each episode is conditioned on the prediction for its first observation, a target the
     data holds for that start, instead of one target for every start (Reinformer, Zhuang et al.
-    2024; benchmarks/results/stability.md)."""
+    2024; benchmarks/results/stability-notes.md)."""
 
     def __post_init__(self):
         if self.embed_dim < 1 or self.n_layers < 1 or self.n_heads < 1:

@@ -125,7 +125,7 @@ class TrainConfig:
     learning.md, ablation). "state" conditions each episode on the model's return head's
     prediction for its first observation (needs `model.return_head`), for tasks whose reachable
     return depends on where an episode starts (Pendulum's swing-up from the bottom against a start
-    near the top; benchmarks/results/stability.md)."""
+    near the top; benchmarks/results/stability-notes.md)."""
     eval_target_scale: float = 1.15
     """With data-relative return targets: the evaluation target's distance from the random
     return, as a multiple of the reference return's (1.15: ODT's 3600 over hopper-medium's best)."""
