@@ -1,6 +1,6 @@
 """The task registry: built-in suites plus plugins from the `frontier.tasks` entry-point group.
 
-    from envs.registry import all_tasks, get_task, make_expert, plugin_errors
+    from frontier.envs.registry import all_tasks, get_task, make_expert, plugin_errors
     spec = get_task("CartPole-v1")
     source = make_expert(spec, "scripted")   # or "filtered", "rl-medium", "dataset:<path>", ...
     plugin_errors()   # {"broken_plugin": "ImportError: ..."} for plugins that failed
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from envs.datasets import DatasetExpert
-from envs.experts.base import ExpertSource
-from envs.spec import TaskSpec
+from frontier.envs.datasets import DatasetExpert
+from frontier.envs.experts.base import ExpertSource
+from frontier.envs.spec import TaskSpec
 
 ENTRY_POINT_GROUP = "frontier.tasks"
 
@@ -26,7 +26,7 @@ _plugin_errors: dict[str, str] = {}
 
 def builtin_tasks() -> list[TaskSpec]:
     """Tasks of the built-in suites (classic, mujoco, atari, metaworld)."""
-    from envs.suites import atari, classic, metaworld, mujoco
+    from frontier.envs.suites import atari, classic, metaworld, mujoco
 
     return classic.tasks() + mujoco.tasks() + atari.tasks() + metaworld.tasks()
 

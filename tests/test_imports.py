@@ -8,8 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("agents", "envs", "distributed", "benchmarks")
 # package -> top-level names its modules may not import
-FORBIDDEN = {"agents": {"ray", "gymnasium", "envs", "distributed"}, "envs": {"ray", "distributed"},
-             "distributed.learner_service": {"ray"}, "distributed.replay": {"ray"}, "distributed.rollout": {"ray"}}
+FORBIDDEN = {"frontier.agents": {"ray", "gymnasium", "frontier.envs", "frontier.distributed"},
+             "frontier.envs": {"ray", "frontier.distributed"}, "frontier.distributed.learner_service": {"ray"},
+             "frontier.distributed.replay": {"ray"}, "frontier.distributed.rollout": {"ray"}}
 
 
 def module_imports() -> dict[str, set[str]]:
@@ -17,7 +18,7 @@ def module_imports() -> dict[str, set[str]]:
     out = {}
     for pkg in PACKAGES:
         for path in (ROOT / pkg).rglob("*.py"):
-            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            name = "frontier." + ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
             names = set()
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.Import):
@@ -74,6 +75,7 @@ def test_no_import_cycles():
 def test_layering():
     bad = []
     for module, deps in module_imports().items():
-        forbidden = FORBIDDEN.get(module, FORBIDDEN.get(module.split(".")[0], set()))
-        bad += [f"{module} imports {d}" for d in sorted(deps) if d.split(".")[0] in forbidden]
+        forbidden = FORBIDDEN.get(module, FORBIDDEN.get(".".join(module.split(".")[:2]), set()))
+        bad += [f"{module} imports {d}" for d in sorted(deps)
+                if d.split(".")[0] in forbidden or ".".join(d.split(".")[:2]) in forbidden]
     assert bad == []

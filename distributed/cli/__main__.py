@@ -1,6 +1,6 @@
-"""`python -m distributed.cli ...`: the `frontier` command."""
+"""`python -m frontier.distributed.cli ...`: the `frontier` command."""
 import sys
 
-from distributed.cli import main
+from frontier.distributed.cli import main
 
 sys.exit(main())

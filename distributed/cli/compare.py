@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from distributed.compare.jobs import execute
-from distributed.compare.plan import make_plan
-from distributed.compare.report import write_report
-from distributed.compare.spec import load_spec
-from distributed.errors import UsageError
+from frontier.distributed.compare.jobs import execute
+from frontier.distributed.compare.plan import make_plan
+from frontier.distributed.compare.report import write_report
+from frontier.distributed.compare.spec import load_spec
+from frontier.distributed.errors import UsageError
 
 
 def cmd_compare(args) -> int:

@@ -9,16 +9,16 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from distributed.errors import UsageError
-from distributed.experts.config import ALGOS, ExpertTrainConfig
-from distributed.experts.meter import TreeCPU
-from distributed.experts.replay_set import medium_replay_set
-from distributed.experts.trainer import ExpertTrainer, evaluate
-from envs.experts.rl import ACTIVATIONS, REPLAY_SUBDIR, ZOO_DIR, MLPPolicy, zoo_cards
+from frontier.distributed.errors import UsageError
+from frontier.distributed.experts.config import ALGOS, ExpertTrainConfig
+from frontier.distributed.experts.meter import TreeCPU
+from frontier.distributed.experts.replay_set import medium_replay_set
+from frontier.distributed.experts.trainer import ExpertTrainer, evaluate
+from frontier.envs.experts.rl import ACTIVATIONS, REPLAY_SUBDIR, ZOO_DIR, MLPPolicy, zoo_cards
 
 
 def _config_from_args(args) -> ExpertTrainConfig:
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     try:
         get_task(args.task)
@@ -110,7 +110,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     path = Path(args.policy)
     try:

@@ -7,7 +7,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import pytest  # noqa: E402
 
-from distributed import config as config_mod  # noqa: E402
+from frontier.distributed import config as config_mod  # noqa: E402
 
 # A run that finishes in seconds on two cores: two tasks (discrete and continuous), a
 # one-layer model, few updates, small exploration chunks so weights change between them.
@@ -42,7 +42,7 @@ def frontier_ray():
     import ray
     import torch
 
-    from distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE
+    from frontier.distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE
 
     torch.set_num_threads(1)
     ray.init(num_cpus=4, include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 100},

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
+from frontier.distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 
 
 def test_iqm_drops_a_quarter_from_each_end():

@@ -3,8 +3,8 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from envs import registry
-from envs.spec import TaskSpec
+from frontier.envs import registry
+from frontier.envs.spec import TaskSpec
 
 BUILTIN = [
     "CartPole-v1", "Pendulum-v1", "Acrobot-v1",
@@ -57,7 +57,7 @@ def test_broken_plugins_reported_builtins_still_load(tmp_path, monkeypatch, fres
     _fake_distribution(tmp_path, "broken_pkg", "broken_pkg_mod", "raise RuntimeError('boom at import')\n", "broken_plugin")
     _fake_distribution(
         tmp_path, "clash_pkg", "clash_pkg_mod",
-        "from envs.spec import TaskSpec\n"
+        "from frontier.envs.spec import TaskSpec\n"
         "def tasks():\n    return [TaskSpec(name='CartPole-v1', env='CartPole-v1', suite='x', max_episode_steps=10)]\n",
         "clashing_plugin",
     )  # fmt: skip
