@@ -191,7 +191,7 @@ def _ray_run(timeout_s: float) -> dict:
     """`frontier train configs/quick.yaml` on Ray; its summary's throughput and wall time."""
     with tempfile.TemporaryDirectory(prefix="frontier-bench-") as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "frontier.distributed.cli", "train", str(REPO / "configs" / "quick.yaml"), "--out", str(run_dir)]
+        cmd = [sys.executable, "-m", "frontier.cli", "train", str(REPO / "configs" / "quick.yaml"), "--out", str(run_dir)]
         t, started = time.perf_counter(), time.time()
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})

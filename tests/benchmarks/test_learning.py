@@ -32,8 +32,8 @@ def test_d4rl_score_endpoints(ret, expected):
 
 
 def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
-    from frontier.distributed.cli.bench import BENCHMARKS, selected
-    from frontier.distributed.cli import main
+    from frontier.cli import main
+    from frontier.cli.bench import BENCHMARKS, selected
 
     assert selected([]) == selected(["all"]) == list(BENCHMARKS)
     assert selected(["replay", "learner", "replay"]) == ["replay", "learner"]
@@ -42,7 +42,7 @@ def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
 
 
 def test_one_suite_is_rerun_and_the_others_sections_are_kept(tmp_path, monkeypatch, capsys):
-    from frontier.distributed.cli import main
+    from frontier.cli import main
 
     monkeypatch.setattr(learning, "RUNS_DIR", tmp_path / "runs")
     out = tmp_path / "results"

@@ -5,7 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
-from frontier.distributed.cli import main
+from frontier.cli import main
 from frontier.distributed.replay import read_shards
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from frontier.cli import main
 from frontier.distributed import config
-from frontier.distributed.cli import main
 from frontier.distributed.replay import ReplayStore, read_shards
 from frontier.distributed.rollout import collect_expert
 from frontier.envs.datasets import DatasetExpert, load_dataset

@@ -1,7 +1,7 @@
 """summary.json written by the Monitor."""
 import json
 
-from frontier.distributed.cli.train import _print_summary
+from frontier.cli.train import _print_summary
 from frontier.distributed.monitor import Monitor
 
 

@@ -16,7 +16,7 @@ from tests.distributed.conftest import TINY
 
 
 def frontier(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "frontier.distributed.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "frontier.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from frontier.agents.model import ModelConfig
-from frontier.distributed.cli.train import _print_summary
+from frontier.cli.train import _print_summary
 from frontier.distributed.monitor import Monitor
 from frontier.distributed.rollout import RolloutWorker
 from frontier.envs import registry

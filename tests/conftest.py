@@ -1,4 +1,5 @@
-"""Shared setup of the distributed tests: Ray without token auth (tests only), tiny run configs."""
+"""Shared setup of the tests that run the runtime (tests/distributed, tests/cli, tests/compare, tests/zoo):
+Ray without token auth (tests only), tiny run configs."""
 import copy
 import os
 

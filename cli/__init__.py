@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from frontier.distributed.cli import bench, collect, compare, evaluate, experts, tasks, train
+from frontier.cli import bench, collect, compare, evaluate, experts, tasks, train
 from frontier.distributed.errors import USAGE_ERROR, UsageError
 
 COMMANDS = (tasks, train, evaluate, experts, collect, bench, compare)

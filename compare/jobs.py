@@ -11,9 +11,9 @@ import time
 import traceback
 from pathlib import Path
 
+from frontier.compare.plan import Job, Plan
+from frontier.compare.spec import safe, select_closest
 from frontier.distributed import config as config_mod
-from frontier.distributed.compare.plan import Job, Plan
-from frontier.distributed.compare.spec import safe, select_closest
 
 
 def job_done(out: Path, job: Job) -> bool:

@@ -1,5 +1,5 @@
-"""`frontier compare`: parse the command, run the spec's plan (distributed/compare/jobs.py), write the
-report (distributed/compare/report.py)."""
+"""`frontier compare`: parse the command, run the spec's plan (compare/jobs.py), write the
+report (compare/report.py)."""
 from __future__ import annotations
 
 import os
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from frontier.distributed.compare.jobs import execute
-from frontier.distributed.compare.plan import make_plan
-from frontier.distributed.compare.report import write_report
-from frontier.distributed.compare.spec import load_spec
+from frontier.compare.jobs import execute
+from frontier.compare.plan import make_plan
+from frontier.compare.report import write_report
+from frontier.compare.spec import load_spec
 from frontier.distributed.errors import UsageError
 
 

@@ -4,12 +4,12 @@ import subprocess
 import sys
 import pytest
 
-from frontier.distributed.cli import main
+from frontier.cli import main
 
 
 def run_cli(*args):
     # The timeout guards against a hang: `tasks` builds every env (about 70 s on 2 idle cores).
-    return subprocess.run([sys.executable, "-m", "frontier.distributed.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "frontier.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """`frontier experts train|list|eval|medium-replay`: parse and check, then the runtime of
-distributed/experts/ (RLlib training and export) or envs/experts/rl.py (exported policies)."""
+zoo/ (RLlib training and export) or envs/experts/rl.py (exported policies)."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from frontier.distributed.errors import UsageError
-from frontier.distributed.experts.config import ALGOS, ExpertTrainConfig
-from frontier.distributed.experts.meter import TreeCPU
-from frontier.distributed.experts.replay_set import medium_replay_set
-from frontier.distributed.experts.trainer import ExpertTrainer, evaluate
 from frontier.envs.experts.rl import ACTIVATIONS, REPLAY_SUBDIR, ZOO_DIR, MLPPolicy, zoo_cards
+from frontier.zoo.config import ALGOS, ExpertTrainConfig
+from frontier.zoo.meter import TreeCPU
+from frontier.zoo.replay_set import medium_replay_set
+from frontier.zoo.trainer import ExpertTrainer, evaluate
 
 
 def _config_from_args(args) -> ExpertTrainConfig:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from frontier.agents.spaces import Discrete
-from frontier.distributed.experts.config import MEDIUM_RANGE, MEDIUM_TARGET, SELECTION_SEEDS, ExpertTrainConfig
-from frontier.distributed.experts.meter import TreeCPU, library_versions
-from frontier.distributed.experts.rllib import algo_config, export_net, mean_std_state, register
 from frontier.envs.experts.rl import RLExpert, policy_paths, read_card, save_policy
+from frontier.zoo.config import MEDIUM_RANGE, MEDIUM_TARGET, SELECTION_SEEDS, ExpertTrainConfig
+from frontier.zoo.meter import TreeCPU, library_versions
+from frontier.zoo.rllib import algo_config, export_net, mean_std_state, register
 
 
 def evaluate(spec, policy_path: Path, episodes: int, seed: int) -> dict:

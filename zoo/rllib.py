@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from frontier.distributed.experts.config import ExpertTrainConfig
 from frontier.envs.experts.rl import ACTIVATIONS
+from frontier.zoo.config import ExpertTrainConfig
 
 
 def env_name(task: str) -> str:

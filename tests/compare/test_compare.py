@@ -14,13 +14,13 @@ import yaml
 
 from frontier.agents.model import DecisionTransformer
 from frontier.agents.surgery import freeze_trunk
+from frontier.cli import main
+from frontier.compare.jobs import execute, job_done, job_options, run_job
+from frontier.compare.plan import Arm, Job, Plan, make_plan
+from frontier.compare.report import aggregate_curve, arm_offset, arm_record, expert_cost, write_report
+from frontier.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
+from frontier.compare.stats import compute_to_reach
 from frontier.distributed import config as config_mod
-from frontier.distributed.cli import main
-from frontier.distributed.compare.jobs import execute, job_done, job_options, run_job
-from frontier.distributed.compare.plan import Arm, Job, Plan, make_plan
-from frontier.distributed.compare.report import aggregate_curve, arm_offset, arm_record, expert_cost, write_report
-from frontier.distributed.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
-from frontier.distributed.compare.stats import compute_to_reach
 from frontier.distributed.learner_service import init_weights_from
 from frontier.distributed.local_executor import SerialRunner
 from frontier.envs.datasets import load_dataset, read_dataset_info
@@ -395,7 +395,7 @@ def test_committed_compare_specs_load_and_plan(path, tmp_path):
 
 
 def test_findings_call_differences_below_the_printed_precision_ties():
-    from frontier.distributed.compare.report import _findings
+    from frontier.compare.report import _findings
 
     def arm(iqm):
         return {"final_iqm": iqm, "final_ci": [iqm, iqm], "final_to_peak": None, "flops": {"x": [], "iqm": []},

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from frontier.distributed.compare.jobs import job_done
-from frontier.distributed.compare.plan import Arm, Plan
-from frontier.distributed.compare.spec import ARMS, CompareSpec, safe
-from frontier.distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
+from frontier.compare.jobs import job_done
+from frontier.compare.plan import Arm, Plan
+from frontier.compare.spec import ARMS, CompareSpec, safe
+from frontier.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 from frontier.distributed.monitor import normalized_score, write_json_atomic
 
 SINGLE_POINT_ARMS = ("generalist-zeroshot", "generalist-fewshot")

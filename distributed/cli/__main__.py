@@ -1,6 +1,0 @@
-"""`python -m frontier.distributed.cli ...`: the `frontier` command."""
-import sys
-
-from frontier.distributed.cli import main
-
-sys.exit(main())
