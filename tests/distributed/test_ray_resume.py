@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from frontier.distributed.replay import read_shards
-from tests.distributed.conftest import TINY
+from tests.conftest import TINY
 
 
 def frontier(*args, **kw):
