@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call
 
-from agents.model import DecisionTransformer, VectorEncoder
+from frontier.agents.model import DecisionTransformer, VectorEncoder
 
 HIDDEN = 256  # width of each Q network's two hidden layers (TD3's)
 TARGET_NOISE = 0.2  # std of the target policy smoothing noise, in action units of [-1, 1] (TD3)

@@ -19,11 +19,11 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from agents.critic import Critic, td3_terms
-from agents.loss import action_metrics, odt_loss, return_expectile_loss
-from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
-from agents.spaces import TaskInfo
-from agents.trajectory import Batch
+from frontier.agents.critic import Critic, td3_terms
+from frontier.agents.loss import action_metrics, odt_loss, return_expectile_loss
+from frontier.agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
+from frontier.agents.spaces import TaskInfo
+from frontier.agents.trajectory import Batch
 
 MODEL_FILE = "model.safetensors"
 LR_SCHEDULES = ("constant", "cosine")

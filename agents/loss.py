@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.model import DecisionTransformer
+from frontier.agents.model import DecisionTransformer
 
 
 def odt_loss(

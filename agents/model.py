@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.spaces import Box, Discrete, TaskInfo
 
 
 @dataclass

@@ -27,8 +27,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from agents.model import DecisionTransformer
-from agents.spaces import Box, TaskInfo
+from frontier.agents.model import DecisionTransformer
+from frontier.agents.spaces import Box, TaskInfo
 
 INFERENCE_MODES = ("last", "full")
 

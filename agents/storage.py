@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from agents.trajectory import Episode
+from frontier.agents.trajectory import Episode
 
 
 def sha256_file(path: str | Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.model import DecisionTransformer
+from frontier.agents.model import DecisionTransformer
 
 
 def transplant(model: DecisionTransformer, state: dict[str, torch.Tensor], their_tasks: list[str],

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from agents.spaces import Box, TaskInfo
+from frontier.agents.spaces import Box, TaskInfo
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import (figure, interleaved, machine, machine_line, markdown_table, median, save, timed,
+from frontier.benchmarks.common import (figure, interleaved, machine, machine_line, markdown_table, median, save, timed,
                                write_results)
 
 TASKS = ("Hopper-v5", "HalfCheetah-v5", "ALE/Breakout-ram-v5")
@@ -64,8 +64,8 @@ class MLPActor:
 
 def mlp_policy(task: str, seed: int = 0):
     """(MLPPolicy, description): the zoo's expert for `task`, or a random-weight MLP of its shape."""
-    from envs.experts.rl import MLPPolicy, zoo_policy
-    from envs.registry import get_task
+    from frontier.envs.experts.rl import MLPPolicy, zoo_policy
+    from frontier.envs.registry import get_task
 
     card = zoo_policy(task)
     if card is not None:
@@ -96,7 +96,7 @@ def mlp_policy(task: str, seed: int = 0):
 
 
 def raw_loop(task: str, num_envs: int, steps: int, seed: int = 0):
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     spec = get_task(task)
     envs = [spec.make_env(seed=seed + i) for i in range(num_envs)]
@@ -122,9 +122,9 @@ def raw_loop(task: str, num_envs: int, steps: int, seed: int = 0):
 
 def worker_loop(task: str, num_envs: int, steps: int, policy: str, seed: int = 0):
     """RolloutWorker.collect in explore mode; `policy`: "mlp" or an ODT inference mode."""
-    from agents.model import ModelConfig
-    from agents.policy import Policy
-    from distributed.rollout import RolloutWorker
+    from frontier.agents.model import ModelConfig
+    from frontier.agents.policy import Policy
+    from frontier.distributed.rollout import RolloutWorker
 
     worker = RolloutWorker([task], [task], ModelConfig(), "explore", num_envs, seed)
     if policy == "mlp":
@@ -152,7 +152,7 @@ def rllib_loop(task: str, num_envs: int, steps: int, seed: int = 0):
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
     from ray.tune.registry import register_env
 
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     name = f"frontier-bench/{task}"
     register_env(name, lambda env_config: get_task(task).make_env())
@@ -176,9 +176,9 @@ def rllib_loop(task: str, num_envs: int, steps: int, seed: int = 0):
 
 def thread_choice(task: str, num_slots: int, acts: int, rounds: int, seed: int = 0) -> dict:
     """ms per `Policy.act` (exact inference, full windows) with 1 and with 2 torch threads, interleaved."""
-    from agents.model import DecisionTransformer, ModelConfig
-    from agents.policy import Policy
-    from envs.registry import get_task
+    from frontier.agents.model import DecisionTransformer, ModelConfig
+    from frontier.agents.policy import Policy
+    from frontier.envs.registry import get_task
 
     spec = get_task(task)
     info = spec.info()
@@ -209,7 +209,7 @@ def thread_choice(task: str, num_slots: int, acts: int, rounds: int, seed: int =
 
 def reset_cost(task: str, resets: int = 5, seed: int = 0) -> dict:
     """Median ms of one env reset with a new seed and without one (ALE reloads its ROM to reseed)."""
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     env = get_task(task).make_env(seed=seed)
     with_seed = [1e3 * timed(lambda: env.reset(seed=seed + 1 + j)) for j in range(resets)]

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.learner import Learner, LearnerConfig
-from agents.model import ModelConfig, batch_to_tensors
-from agents.spaces import Box, TaskInfo
-from agents.trajectory import Episode
-from benchmarks import odt_reference as odt
-from benchmarks.common import figure, interleaved, machine, markdown_table, median, save, write_results
-from distributed.replay import ReplayStore
+from frontier.agents.learner import Learner, LearnerConfig
+from frontier.agents.model import ModelConfig, batch_to_tensors
+from frontier.agents.spaces import Box, TaskInfo
+from frontier.agents.trajectory import Episode
+from frontier.benchmarks import odt_reference as odt
+from frontier.benchmarks.common import figure, interleaved, machine, markdown_table, median, save, write_results
+from frontier.distributed.replay import ReplayStore
 
 TARGET = 2.0  # frontier / reference trained timesteps per second, same configuration (issue 6)
 K = 20

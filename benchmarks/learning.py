@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import figure, markdown_table, save, write_results
+from frontier.benchmarks.common import figure, markdown_table, save, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_DIR = ROOT / "runs" / "bench" / "learning"
@@ -91,9 +91,9 @@ QUICK_OVERRIDES = ["tasks=[CartPole-v1]", "experts.episodes=4", "model.embed_dim
 
 def train(config: Path, overrides: list[str], run_dir: Path) -> dict:
     """Run (or resume, or just read) one serial training run; its summary.json."""
-    from distributed import config as config_mod
-    from distributed.driver import latest_checkpoint
-    from distributed.local_executor import SerialRunner
+    from frontier.distributed import config as config_mod
+    from frontier.distributed.driver import latest_checkpoint
+    from frontier.distributed.local_executor import SerialRunner
 
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
@@ -115,7 +115,7 @@ def eval_curve(run_dir: Path, task: str) -> dict[str, list[float]]:
     """Evaluation points of one task: env steps, seconds since the run's first event, return, normalized."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from distributed.monitor import tag_name
+    from frontier.distributed.monitor import tag_name
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -247,7 +247,7 @@ def medium_runs(config: Path, task: str, seeds, overrides: list[str], run_root: 
                 ) -> tuple[list[dict], list[dict]]:
     """Train (or read) one run per seed, `run_root/<name>-s<seed>`; per seed the offline and final
     scores, and the online curve."""
-    from distributed import config as config_mod
+    from frontier.distributed import config as config_mod
 
     base = config_mod.load(config, overrides)
     offline_at = base.train.pretrain_updates
@@ -286,14 +286,14 @@ def scales_label(scales: tuple[float, float]) -> str:
 
 
 def medium_suite(quick: bool, out: Path) -> tuple[dict, str]:
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     tasks = [t for t in MEDIUM_TASKS if "rl-medium" in get_task(t).experts]
     if quick or not tasks:
         return {"tasks": tasks, "skipped": "quick mode" if quick else "no zoo medium policy"}, (
             "## MuJoCo from medium data\n\nNot run: "
             + ("--quick." if quick else "the zoo holds no medium policy for these tasks yet.") + "\n")
-    from distributed import config as config_mod
+    from frontier.distributed import config as config_mod
 
     config = ROOT / "configs" / "bench" / "mujoco-medium.yaml"
     base = config_mod.load(config)

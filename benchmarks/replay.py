@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Batch, Episode, make_batch, returns_to_go, sample_windows
-from benchmarks.common import interleaved, machine, markdown_table, median, timed, write_results
-from distributed.replay import ReplayStore
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import Batch, Episode, make_batch, returns_to_go, sample_windows
+from frontier.benchmarks.common import interleaved, machine, markdown_table, median, timed, write_results
+from frontier.distributed.replay import ReplayStore
 
 UTILIZATION_TARGET = 0.9  # learner utilization in a full Ray run on CPU (issue 6)
 K = 20
@@ -191,7 +191,7 @@ def _ray_run(timeout_s: float) -> dict:
     """`frontier train configs/quick.yaml` on Ray; its summary's throughput and wall time."""
     with tempfile.TemporaryDirectory(prefix="frontier-bench-") as tmp:
         run_dir = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "distributed.cli", "train", str(REPO / "configs" / "quick.yaml"), "--out", str(run_dir)]
+        cmd = [sys.executable, "-m", "frontier.cli", "train", str(REPO / "configs" / "quick.yaml"), "--out", str(run_dir)]
         t, started = time.perf_counter(), time.time()
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from benchmarks.common import figure, machine, machine_line, markdown_table, median, save, write_results
+from frontier.benchmarks.common import figure, machine, machine_line, markdown_table, median, save, write_results
 
 ACTORS = (1, 2, 4)
 POLICIES = ("odt", "mlp")
@@ -23,7 +23,7 @@ TASK = "Hopper-v5"
 def _worker_class():
     import ray
 
-    from distributed.ray_executor import RayRolloutWorker
+    from frontier.distributed.ray_executor import RayRolloutWorker
 
     class BenchRolloutWorker(RayRolloutWorker):
         """RayRolloutWorker that can act with an MLP expert instead of the ODT policy."""
@@ -34,7 +34,7 @@ def _worker_class():
             return os.getpriority(os.PRIO_PROCESS, 0)
 
         def use_mlp(self, task: str, seed: int) -> None:
-            from benchmarks.collection import MLPActor, mlp_policy
+            from frontier.benchmarks.collection import MLPActor, mlp_policy
 
             self.policy = MLPActor(mlp_policy(task, seed)[0])
 
@@ -50,7 +50,7 @@ def run(quick: bool, out: Path, actors=ACTORS, policies=POLICIES, task: str = TA
         steps: int | None = None, rounds: int | None = None) -> dict:
     import ray
 
-    from agents.model import ModelConfig
+    from frontier.agents.model import ModelConfig
 
     if quick and tuple(actors) == ACTORS:
         actors = (1, 2)
@@ -99,7 +99,7 @@ def run(quick: bool, out: Path, actors=ACTORS, policies=POLICIES, task: str = TA
         if started:
             ray.shutdown()
     wall = time.perf_counter() - t0
-    from benchmarks.collection import mlp_policy
+    from frontier.benchmarks.collection import mlp_policy
 
     mlp_kind = mlp_policy(task)[1]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import markdown_table, write_results
-from benchmarks.learning import QUICK_OVERRIDES, ROOT, mean_ci, train
+from frontier.benchmarks.common import markdown_table, write_results
+from frontier.benchmarks.learning import QUICK_OVERRIDES, ROOT, mean_ci, train
 
 RUNS_DIR = ROOT / "runs" / "bench" / "stability"
 CONFIRM_SEEDS = (100, 101, 102, 103, 104)
@@ -42,8 +42,8 @@ def run_one(executor: str, overrides: list[str], run_dir: Path) -> dict:
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
         return json.loads(summary.read_text())
-    from distributed import config as config_mod
-    from distributed.ray_executor import RayRunner
+    from frontier.distributed import config as config_mod
+    from frontier.distributed.ray_executor import RayRunner
 
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished Ray run starts over: its timing is the point
     run_dir.mkdir(parents=True)

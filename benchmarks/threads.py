@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import markdown_table, write_results
+from frontier.benchmarks.common import markdown_table, write_results
 
 # name -> (torch intra-op threads, extra environment of the process)
 SETTINGS = {
@@ -36,10 +36,10 @@ _MEASURE = r"""
 import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
-from agents.learner import Learner, LearnerConfig
-from agents.model import ModelConfig
-from agents.spaces import Box, TaskInfo
-from agents.trajectory import Episode, make_batch, sample_windows
+from frontier.agents.learner import Learner, LearnerConfig
+from frontier.agents.model import ModelConfig
+from frontier.agents.spaces import Box, TaskInfo
+from frontier.agents.trajectory import Episode, make_batch, sample_windows
 rng = np.random.default_rng(0)
 task = TaskInfo("vec", Box((11,)), Box((3,)))
 eps = [Episode("vec", rng.normal(size=(200, 11)).astype(np.float32), rng.uniform(-1, 1, (200, 3)).astype(np.float32),
@@ -49,7 +49,7 @@ learner = Learner(ModelConfig(), [task], LearnerConfig(device="cpu"), seed=0)
 batches = [make_batch([eps[i] for i in idx], starts, 20, [task])
            for idx, starts in (sample_windows(lengths, 64, 20, rng) for _ in range(4))]
 import os
-from distributed.threads import ThreadGovernor
+from frontier.distributed.threads import ThreadGovernor
 governor = ThreadGovernor(int(sys.argv[1]), every_s=1.0) if os.environ.get("GOVERNED") else None
 for k in range(8):  # warm-up, and the governor's first look at the machine
     learner.step(batches[k % 4])
@@ -70,8 +70,8 @@ print(json.dumps(times))
 _QUICK_RUN = r"""
 import sys
 from pathlib import Path
-from benchmarks.learning import train
-from distributed import threads
+from frontier.benchmarks.learning import train
+from frontier.distributed import threads
 if sys.argv[4] == "off":
     threads.ThreadGovernor.tick = lambda self: self.threads
 summary = train(Path("configs/quick.yaml"), [f"train.pretrain_updates={sys.argv[2]}", f"train.online_updates={sys.argv[3]}",

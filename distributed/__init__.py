@@ -1,4 +1,6 @@
-"""The distributed side: rollout workers, the replay store, the learner service, the driver and the CLI.
+"""The runtime: rollout workers, the replay store, the learner service, the trainer and its two
+executors (in process, Ray actors), run state and checkpoints, the monitor, the run config.
 
-The only package that imports ray.
+The command line is frontier.cli, `frontier compare` is frontier.compare and RLlib expert
+training is frontier.zoo: they build on this package, which imports none of them.
 """

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from agents.learner import LearnerConfig
-from agents.model import ModelConfig
-from distributed.replay import EVICTION_RULES
+from frontier.agents.learner import LearnerConfig
+from frontier.agents.model import ModelConfig
+from frontier.distributed.replay import EVICTION_RULES
 
 RETURN_TARGETS = ("task", "data", "top", "state")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.storage import sha256_file
-from envs.registry import get_task
+from frontier.agents.storage import sha256_file
+from frontier.envs.registry import get_task
 
 KEEP_CHECKPOINTS = 3
 

@@ -31,12 +31,12 @@ import numpy as np
 
 from safetensors.torch import load_file
 
-from agents.learner import Learner, LearnerConfig
-from agents.model import ModelConfig, batch_to_tensors
-from agents.spaces import TaskInfo
-from agents.surgery import freeze_trunk, transplant
-from agents.trajectory import Batch
-from distributed import config as config_mod
+from frontier.agents.learner import Learner, LearnerConfig
+from frontier.agents.model import ModelConfig, batch_to_tensors
+from frontier.agents.spaces import TaskInfo
+from frontier.agents.surgery import freeze_trunk, transplant
+from frontier.agents.trajectory import Batch
+from frontier.distributed import config as config_mod
 
 # Seconds the learner waits for a prefetched batch before reporting the prefetch thread stuck.
 BATCH_TIMEOUT_S = 300.0

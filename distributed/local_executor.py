@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distributed.config import RunConfig
-from distributed.learner_service import LearnerService
-from distributed.replay import ReplayStore
-from distributed.rollout import RolloutService
-from distributed.threads import ThreadGovernor
-from distributed.trainer import Trainer
+from frontier.distributed.config import RunConfig
+from frontier.distributed.learner_service import LearnerService
+from frontier.distributed.replay import ReplayStore
+from frontier.distributed.rollout import RolloutService
+from frontier.distributed.threads import ThreadGovernor
+from frontier.distributed.trainer import Trainer
 
 
 @contextlib.contextmanager

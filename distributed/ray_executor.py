@@ -25,11 +25,11 @@ from pathlib import Path
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
 
-from distributed.config import RunConfig
-from distributed.learner_service import LearnerService
-from distributed.replay import ReplayStore
-from distributed.rollout import RolloutService
-from distributed.trainer import Trainer
+from frontier.distributed.config import RunConfig
+from frontier.distributed.learner_service import LearnerService
+from frontier.distributed.replay import ReplayStore
+from frontier.distributed.rollout import RolloutService
+from frontier.distributed.trainer import Trainer
 
 LEARNER_RESOURCE = "frontier_learner"
 ROLLOUT_RESOURCE = "frontier_rollout"

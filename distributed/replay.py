@@ -30,9 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from agents.spaces import TaskInfo
-from agents.storage import read_episodes, write_episodes
-from agents.trajectory import Batch, Episode, make_batch, reward_suffix_sums, sample_windows
+from frontier.agents.spaces import TaskInfo
+from frontier.agents.storage import read_episodes, write_episodes
+from frontier.agents.trajectory import Batch, Episode, make_batch, reward_suffix_sums, sample_windows
 
 EVICTION_RULES = ("reserve", "odt")
 # `holdout()`: at most this many windows per task, so measuring costs a few batches' forward pass.

@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from agents.model import DecisionTransformer, ModelConfig
-from agents.policy import Policy
-from agents.trajectory import Episode
-from envs.env_pool import EnvPool
-from envs.registry import get_task, make_expert
-from envs.seeding import stream_seed
+from frontier.agents.model import DecisionTransformer, ModelConfig
+from frontier.agents.policy import Policy
+from frontier.agents.trajectory import Episode
+from frontier.envs.env_pool import EnvPool
+from frontier.envs.registry import get_task, make_expert
+from frontier.envs.seeding import stream_seed
 
 
 class RolloutWorker:

@@ -62,16 +62,16 @@ import threading
 import time
 from pathlib import Path
 
-from agents.spaces import Box
-from agents.storage import sha256_file
-from distributed import config as config_mod
-from distributed.config import RunConfig
-from distributed.driver import (KEEP_CHECKPOINTS, MANIFEST_KEY, RunState, Terminated, data_targets,
+from frontier.agents.spaces import Box
+from frontier.agents.storage import sha256_file
+from frontier.distributed import config as config_mod
+from frontier.distributed.config import RunConfig
+from frontier.distributed.driver import (KEEP_CHECKPOINTS, MANIFEST_KEY, RunState, Terminated, data_targets,
                                 latest_checkpoint, observation_stats, one_line_error, resolve_tasks,
                                 return_stats)
-from distributed.monitor import Monitor, write_json_atomic
-from envs.references import reference_returns
-from envs.seeding import stream_seed
+from frontier.distributed.monitor import Monitor, write_json_atomic
+from frontier.envs.references import reference_returns
+from frontier.envs.seeding import stream_seed
 
 # Seconds between two looks at the in-flight calls when none has finished.
 POLL_S = 1.0

@@ -41,10 +41,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from agents.storage import read_episodes, sha256_file, write_episodes
-from agents.trajectory import Episode
-from envs.experts.base import ExpertSource
-from envs.spec import TaskSpec
+from frontier.agents.storage import read_episodes, sha256_file, write_episodes
+from frontier.agents.trajectory import Episode
+from frontier.envs.experts.base import ExpertSource
+from frontier.envs.spec import TaskSpec
 
 FORMAT_VERSION = 1
 META_FILE = "dataset.json"

@@ -20,9 +20,9 @@ from typing import Sequence
 
 import numpy as np
 
-from agents.trajectory import Episode
-from envs.deadline import fault_cause
-from envs.spec import TaskSpec
+from frontier.agents.trajectory import Episode
+from frontier.envs.deadline import fault_cause
+from frontier.envs.spec import TaskSpec
 
 MAX_FAILED_IN_A_ROW = 20  # episodes one env may drop in a row before the pool gives up on it
 

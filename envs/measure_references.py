@@ -1,6 +1,6 @@
 """Measure random and scripted returns (and success rates) of built-in tasks; print a markdown table.
 
-    python -m envs.measure_references [--episodes 20] [--seed 1000] [--tasks CartPole-v1 ...]
+    python -m frontier.envs.measure_references [--episodes 20] [--seed 1000] [--tasks CartPole-v1 ...]
 
 The built-in specs' random_return / expert_return come from this script's output.
 """
@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from envs.experts.base import PolicyExpert, random_controller
-from envs.references import REFERENCE_SEED, reference_expert
-from envs.registry import builtin_tasks
+from frontier.envs.experts.base import PolicyExpert, random_controller
+from frontier.envs.references import REFERENCE_SEED, reference_expert
+from frontier.envs.registry import builtin_tasks
 
 
 def measure(source, episodes: int, seed: int) -> str:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.experts.base import PolicyExpert, random_controller
-from envs.registry import make_expert
-from envs.spec import TaskSpec
+from frontier.envs.experts.base import PolicyExpert, random_controller
+from frontier.envs.registry import make_expert
+from frontier.envs.spec import TaskSpec
 
 REFERENCE_SEED = 1000  # disjoint from the seeds the scripted controllers were tuned on
 

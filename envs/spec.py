@@ -7,8 +7,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from agents.spaces import Box, Discrete, Space, TaskInfo
-from envs.deadline import StepDeadline
+from frontier.agents.spaces import Box, Discrete, Space, TaskInfo
+from frontier.envs.deadline import StepDeadline
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Expert sources: scripted controllers, filtered random attempts, RL policies (envs.experts.rl);
 stored datasets are envs.datasets, and envs.registry.make_expert picks a task's source by kind."""
-from envs.experts.base import (
+from frontier.envs.experts.base import (
     Controller,
     ExpertSource,
     FilteredExpert,

@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator
 import gymnasium as gym
 import numpy as np
 
-from agents.trajectory import Episode
-from envs.env_pool import EnvPool
-from envs.spec import TaskSpec
+from frontier.agents.trajectory import Episode
+from frontier.envs.env_pool import EnvPool
+from frontier.envs.spec import TaskSpec
 
 # controller(obs, env) -> action in the wrapped env's units ([-1, 1] for Box actions).
 # It may read the simulator through `env.unwrapped` (oracle state is allowed for experts).

@@ -30,8 +30,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from envs.experts.base import PolicyExpert
-from envs.spec import TaskSpec
+from frontier.envs.experts.base import PolicyExpert
+from frontier.envs.spec import TaskSpec
 
 # Committed zoo: `<id>.safetensors` + `<id>.json` pairs, see envs/zoo/README.md.
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"

@@ -13,8 +13,8 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
-from envs.experts.base import PolicyExpert
-from envs.spec import TaskSpec
+from frontier.envs.experts.base import PolicyExpert
+from frontier.envs.spec import TaskSpec
 
 
 class CartPoleController:

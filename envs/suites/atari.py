@@ -11,9 +11,9 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
-from envs.experts import scripted
-from envs.experts.base import filtered
-from envs.spec import TaskSpec
+from frontier.envs.experts import scripted
+from frontier.envs.experts.base import filtered
+from frontier.envs.spec import TaskSpec
 
 # At import, not in tasks(): a process that unpickles a spec's preprocess function imports
 # this module and can then make the ALE envs without running discovery.
@@ -89,7 +89,7 @@ def breakout_pixels(env: gym.Env) -> gym.Env:
 
 
 def tasks() -> list[TaskSpec]:
-    # random_return / expert_return measured with `python -m envs.measure_references`
+    # random_return / expert_return measured with `python -m frontier.envs.measure_references`
     # (20 episodes, seeds 1000..1019) under the ATARI_MAX_STEPS cap; the pixel tasks differ
     # from the RAM ones by AtariPreprocessing's up-to-30 no-op starts and frame max-pooling.
     refs = {

@@ -1,13 +1,13 @@
 """Classic control tasks (gymnasium): CartPole-v1, Pendulum-v1, Acrobot-v1."""
 from __future__ import annotations
 
-from envs.experts.base import filtered
-from envs.experts.scripted import FACTORIES
-from envs.spec import TaskSpec
+from frontier.envs.experts.base import filtered
+from frontier.envs.experts.scripted import FACTORIES
+from frontier.envs.spec import TaskSpec
 
 
 def tasks() -> list[TaskSpec]:
-    # random_return / expert_return measured with `python -m envs.measure_references`
+    # random_return / expert_return measured with `python -m frontier.envs.measure_references`
     # (20 episodes, seeds 1000..1019).
     return [
         TaskSpec(

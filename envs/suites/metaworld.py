@@ -18,8 +18,8 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
-from envs.experts.base import PolicyExpert, filtered
-from envs.spec import TaskSpec
+from frontier.envs.experts.base import PolicyExpert, filtered
+from frontier.envs.spec import TaskSpec
 
 GOAL_SET_SEED = 0
 EPISODE_STEPS = 500
@@ -38,7 +38,7 @@ MT50 = ["assembly-v3", "basketball-v3", "bin-picking-v3", "box-close-v3", "butto
         "stick-pull-v3", "push-v3", "push-wall-v3", "push-back-v3", "reach-v3", "reach-wall-v3",
         "shelf-place-v3", "sweep-into-v3", "sweep-v3", "window-open-v3", "window-close-v3"]
 
-# Measured with `python -m envs.measure_references --tasks Meta-World/...` (20 episodes, env
+# Measured with `python -m frontier.envs.measure_references --tasks Meta-World/...` (20 episodes, env
 # seeds 1000..1019, metaworld 3.1.1, mujoco 3.3.0): (random return, scripted return). Tasks
 # without an entry are measured on first use and kept in the run directory.
 REFERENCES: dict[str, tuple[float, float]] = {

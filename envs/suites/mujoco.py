@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import warnings
 
-from envs.experts.base import filtered
-from envs.experts.rl import replay_factory, rl_factory, zoo_cards, zoo_replay
-from envs.experts.scripted import FACTORIES
-from envs.spec import TaskSpec
+from frontier.envs.experts.base import filtered
+from frontier.envs.experts.rl import replay_factory, rl_factory, zoo_cards, zoo_replay
+from frontier.envs.experts.scripted import FACTORIES
+from frontier.envs.spec import TaskSpec
 
 
 def tasks() -> list[TaskSpec]:
     # random_return (all tasks) and expert_return (tasks with a scripted expert) measured with
-    # `python -m envs.measure_references` (20 episodes, seeds 1000..1019).
+    # `python -m frontier.envs.measure_references` (20 episodes, seeds 1000..1019).
     out = [
         TaskSpec(
             name="InvertedPendulum-v5",

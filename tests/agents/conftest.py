@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.model import ModelConfig
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode
+from frontier.agents.model import ModelConfig
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import Episode
 
 torch.set_num_threads(1)
 

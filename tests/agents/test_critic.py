@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from agents.critic import Critic, td3_terms
-from agents.learner import Learner, LearnerConfig
-from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
-from agents.policy import Policy
-from agents.spaces import Box, TaskInfo
-from agents.trajectory import Episode, make_batch, sample_windows
+from frontier.agents.critic import Critic, td3_terms
+from frontier.agents.learner import Learner, LearnerConfig
+from frontier.agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
+from frontier.agents.policy import Policy
+from frontier.agents.spaces import Box, TaskInfo
+from frontier.agents.trajectory import Episode, make_batch, sample_windows
 
 CFG = ModelConfig(embed_dim=32, n_layers=1, n_heads=2, context_len=5, max_timestep=64, dropout=0.0)
 

@@ -3,10 +3,10 @@ import pytest
 import safetensors.torch
 import torch
 
-from agents.learner import Learner, LearnerConfig, lr_factor
-from agents.model import ModelConfig, SquashedGaussian, batch_to_tensors
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode, make_batch, sample_windows
+from frontier.agents.learner import Learner, LearnerConfig, lr_factor
+from frontier.agents.model import ModelConfig, SquashedGaussian, batch_to_tensors
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import Episode, make_batch, sample_windows
 
 
 def _batches(tasks, make_episode, K, n, seed=0):
@@ -174,7 +174,7 @@ def test_config_errors_name_the_value():
 
 
 def test_step_accepts_prefetched_tensors(tasks, model_cfg, make_episode):
-    from agents.model import batch_to_tensors
+    from frontier.agents.model import batch_to_tensors
 
     batch = _batches(tasks, make_episode, model_cfg.context_len, 1)[0]
     a = Learner(model_cfg, tasks, LearnerConfig(device="cpu"), seed=0)
@@ -209,7 +209,7 @@ def test_fitting_own_samples_does_not_widen_the_policy(nll_beta):
     log-std vanishes, and only the entropy bonus pushes it up: by alpha (per dimension) with
     plain NLL. beta-NLL weighs the fit by std^2, so the bonus must be weighed alike, else it
     widens a narrow policy about 1/std^2 times faster (std^2 grows by alpha each round)."""
-    from agents.loss import odt_loss
+    from frontier.agents.loss import odt_loss
 
     alpha, std = 0.1, 0.1
     task = TaskInfo("cont", Box((1,)), Box((2,)))
@@ -265,7 +265,7 @@ def test_entropy_of_a_near_deterministic_fit_reaches_its_target(temperature_lr, 
 def test_trained_model_acts_on_its_return_target(timestep_embedding):
     # Two behaviours that observations cannot tell apart, told apart by their returns: the mean
     # action must follow the return-to-go the policy is conditioned on.
-    from agents.policy import Policy
+    from frontier.agents.policy import Policy
 
     rng = np.random.default_rng(0)
     task = TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1)
@@ -352,7 +352,7 @@ def test_predicted_targets_follow_what_each_start_can_reach():
     # 60, from a "bad" one only 15; the worse behaviour (-0.6) returns 1.5 from either. The return
     # head must predict more from the good start, and conditioning each episode on its own
     # prediction must pick the better behaviour from both (one target of 60 is unreachable from the bad).
-    from agents.policy import Policy
+    from frontier.agents.policy import Policy
 
     rng = np.random.default_rng(0)
     task = TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.loss import odt_loss
-from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import make_batch
+from frontier.agents.loss import odt_loss
+from frontier.agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import make_batch
 
 
 def _mixed_batch(tasks, make_episode, K, seed=0):

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
-from agents.policy import Policy
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode, make_batch
+from frontier.agents.model import DecisionTransformer, ModelConfig, batch_to_tensors
+from frontier.agents.policy import Policy
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import Episode, make_batch
 
 
 def _observation(task, rng):

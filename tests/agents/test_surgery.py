@@ -4,9 +4,9 @@ import copy
 import pytest
 import torch
 
-from agents.model import DecisionTransformer, ModelConfig
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.surgery import freeze_trunk, transplant
+from frontier.agents.model import DecisionTransformer, ModelConfig
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.surgery import freeze_trunk, transplant
 
 CFG = ModelConfig(embed_dim=16, n_layers=1, n_heads=2, context_len=4)
 A, B, C = TaskInfo("a", Box((3,)), Box((2,))), TaskInfo("b", Box((5,)), Discrete(4)), TaskInfo("c", Box((3,)), Box((2,)))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode, make_batch, returns_to_go, sample_windows
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import Episode, make_batch, returns_to_go, sample_windows
 
 
 def test_returns_to_go_hand_computed():

@@ -10,7 +10,7 @@ def _finite_positive(x):
 
 
 def test_quick_collection_benchmark(tmp_path):
-    from benchmarks import collection
+    from frontier.benchmarks import collection
 
     torch.set_num_threads(1)
     data = collection.run(quick=True, out=tmp_path, tasks=("Hopper-v5",), num_envs=(8,), steps=30, rounds=1)
@@ -28,7 +28,7 @@ def test_quick_collection_benchmark(tmp_path):
 
 
 def test_quick_scaling_benchmark(tmp_path, monkeypatch):
-    from benchmarks import scaling
+    from frontier.benchmarks import scaling
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     # One policy keeps the Ray part small (3 actors); the ODT one is RolloutWorker's default path.

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.learner import Learner, LearnerConfig
-from agents.model import ModelConfig
-from agents.spaces import Box, TaskInfo
-from benchmarks import learner as learner_bench
-from benchmarks import odt_reference as odt
-from benchmarks import replay as replay_bench
+from frontier.agents.learner import Learner, LearnerConfig
+from frontier.agents.model import ModelConfig
+from frontier.agents.spaces import Box, TaskInfo
+from frontier.benchmarks import learner as learner_bench
+from frontier.benchmarks import odt_reference as odt
+from frontier.benchmarks import replay as replay_bench
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import learning
+from frontier.benchmarks import learning
 
 
 def test_quick_learning_benchmark_writes_curves(tmp_path, monkeypatch):
@@ -32,8 +32,8 @@ def test_d4rl_score_endpoints(ret, expected):
 
 
 def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
-    from distributed.cli.bench import BENCHMARKS, selected
-    from distributed.cli import main
+    from frontier.cli import main
+    from frontier.cli.bench import BENCHMARKS, selected
 
     assert selected([]) == selected(["all"]) == list(BENCHMARKS)
     assert selected(["replay", "learner", "replay"]) == ["replay", "learner"]
@@ -42,7 +42,7 @@ def test_bench_command_selects_benchmarks_and_rejects_unknown_ones(capsys):
 
 
 def test_one_suite_is_rerun_and_the_others_sections_are_kept(tmp_path, monkeypatch, capsys):
-    from distributed.cli import main
+    from frontier.cli import main
 
     monkeypatch.setattr(learning, "RUNS_DIR", tmp_path / "runs")
     out = tmp_path / "results"
@@ -65,7 +65,7 @@ def test_one_suite_is_rerun_and_the_others_sections_are_kept(tmp_path, monkeypat
 
 
 def test_a_stopped_run_stops_the_benchmark_instead_of_starting_the_next(tmp_path, monkeypatch):
-    from distributed import local_executor
+    from frontier.distributed import local_executor
 
     monkeypatch.setattr(local_executor.SerialRunner, "run", lambda self: {"status": "failed", "stop_reason": "terminated"})
     with pytest.raises(SystemExit, match="stopped \\(terminated\\); run the benchmark again to resume"):

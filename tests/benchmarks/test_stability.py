@@ -1,7 +1,7 @@
 """`frontier bench stability --quick`: one tiny serial run on the first confirmation seed, read back."""
 import json
 
-from benchmarks import stability
+from frontier.benchmarks import stability
 
 
 def test_quick_stability_benchmark_reports_every_seed(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
-from distributed.cli import main
-from distributed.replay import read_shards
+from frontier.cli import main
+from frontier.distributed.replay import read_shards
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"
 

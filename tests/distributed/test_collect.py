@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from distributed import config
-from distributed.cli import main
-from distributed.replay import ReplayStore, read_shards
-from distributed.rollout import collect_expert
-from envs.datasets import DatasetExpert, load_dataset
-from envs.registry import get_task, make_expert
+from frontier.cli import main
+from frontier.distributed import config
+from frontier.distributed.replay import ReplayStore, read_shards
+from frontier.distributed.rollout import collect_expert
+from frontier.envs.datasets import DatasetExpert, load_dataset
+from frontier.envs.registry import get_task, make_expert
 
 
 @pytest.fixture(autouse=True)

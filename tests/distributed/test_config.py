@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from distributed import config
+from frontier.distributed import config
 
 
 def write(tmp_path, text):
@@ -67,7 +67,7 @@ def test_empty_config_file_is_an_error_not_every_default(tmp_path, text):
                          + sorted((Path(__file__).resolve().parents[2] / "configs" / "bench").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_committed_run_configs_load_with_known_tasks_and_sources(path):
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     cfg = config.load(path)
     for task in cfg.tasks:
@@ -77,7 +77,7 @@ def test_committed_run_configs_load_with_known_tasks_and_sources(path):
 
 
 def test_a_config_built_in_code_is_checked_too():
-    from distributed.config import ReplayConfig, RolloutConfig, RunConfig, TrainConfig
+    from frontier.distributed.config import ReplayConfig, RolloutConfig, RunConfig, TrainConfig
 
     with pytest.raises(ValueError, match="config key 'train.batch_size' must be > 0, got 0"):
         TrainConfig(batch_size=0)

@@ -9,12 +9,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.model import ModelConfig
-from distributed import config
-from distributed.local_executor import SerialRunner
-from distributed.replay import read_shards
-from distributed.rollout import RolloutWorker
-from envs import registry
+from frontier.agents.model import ModelConfig
+from frontier.distributed import config
+from frontier.distributed.local_executor import SerialRunner
+from frontier.distributed.replay import read_shards
+from frontier.distributed.rollout import RolloutWorker
+from frontier.envs import registry
 
 # Faults CrashingEnv injected in this process, by kind, so a test can check the run counted each.
 INJECTED: Counter = Counter()

@@ -1,10 +1,10 @@
 """LearnerService without Ray: sampling and publishing are the functions it is given."""
 import numpy as np
 
-from distributed.learner_service import LearnerService
-from distributed.replay import ReplayStore
-from distributed.rollout import collect_expert
-from envs.registry import get_task
+from frontier.distributed.learner_service import LearnerService
+from frontier.distributed.replay import ReplayStore
+from frontier.distributed.rollout import collect_expert
+from frontier.envs.registry import get_task
 
 
 def test_learner_service_runs_in_process_on_a_local_store(tiny_config):

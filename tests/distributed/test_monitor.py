@@ -1,8 +1,8 @@
 """summary.json written by the Monitor."""
 import json
 
-from distributed.cli.train import _print_summary
-from distributed.monitor import Monitor
+from frontier.cli.train import _print_summary
+from frontier.distributed.monitor import Monitor
 
 
 def test_a_run_stopped_before_any_evaluation_reports_null_not_zero(tmp_path, capsys):
@@ -16,7 +16,7 @@ def test_a_run_stopped_before_any_evaluation_reports_null_not_zero(tmp_path, cap
 
 
 def test_json_files_are_standard_json_with_nan_as_null(tmp_path):
-    from distributed.monitor import write_json_atomic
+    from frontier.distributed.monitor import write_json_atomic
 
     write_json_atomic(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2}})
     text = (tmp_path / "x.json").read_text()
@@ -25,7 +25,7 @@ def test_json_files_are_standard_json_with_nan_as_null(tmp_path):
 
 
 def test_stop_reasons_are_one_line_without_colour_codes():
-    from distributed.driver import one_line_error
+    from frontier.distributed.driver import one_line_error
 
     class RemoteError(Exception):  # how a RayTaskError carries what the actor raised
         def __init__(self, cause):

@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from distributed import config as config_mod
+from frontier.distributed import config as config_mod
 
 
 def _free_port() -> int:
@@ -23,7 +23,7 @@ def test_default_mode_starts_its_own_ray_beside_a_running_instance(tmp_path, tin
     try:
         config_mod.save(tiny_config("train.pretrain_updates=10", "train.online_updates=20", "train.eval_every=30"),
                         tmp_path / "c.yaml")
-        out = subprocess.run([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"),
+        out = subprocess.run([sys.executable, "-m", "frontier.cli", "train", str(tmp_path / "c.yaml"),
                               "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
         log = out.stdout + out.stderr
         assert out.returncode == 0, log[-3000:]
@@ -37,7 +37,7 @@ def test_a_dead_address_fails_in_one_line_within_seconds(tmp_path, tiny_config):
 
     config_mod.save(tiny_config(), tmp_path / "c.yaml")
     t = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"), "--out",
+    out = subprocess.run([sys.executable, "-m", "frontier.cli", "train", str(tmp_path / "c.yaml"), "--out",
                           str(tmp_path / "run"), "--address", f"127.0.0.1:{_free_port()}"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and time.monotonic() - t < 60, out.stderr[-2000:]

@@ -14,8 +14,8 @@ import torch
 from ray.cluster_utils import Cluster
 from ray.exceptions import RayActorError
 
-from distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
-from distributed.replay import read_shards
+from frontier.distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
+from frontier.distributed.replay import read_shards
 
 # Rollout slots per worker node: one node can host all three actors of the TINY run.
 SLOTS = 3

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import yaml
 
-from distributed.replay import read_shards
-from tests.distributed.conftest import TINY
+from frontier.distributed.replay import read_shards
+from tests.conftest import TINY
 
 
 def frontier(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "distributed.cli", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "frontier.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 

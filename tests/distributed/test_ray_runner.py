@@ -13,12 +13,12 @@ import ray
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from distributed.learner_service import LearnerService
-from distributed.monitor import tag_name
-from distributed.ray_executor import RayRunner, gcs_actor, sample_from
-from distributed.replay import ReplayStore, read_shards
-from distributed.rollout import collect_expert
-from envs.registry import get_task
+from frontier.distributed.learner_service import LearnerService
+from frontier.distributed.monitor import tag_name
+from frontier.distributed.ray_executor import RayRunner, gcs_actor, sample_from
+from frontier.distributed.replay import ReplayStore, read_shards
+from frontier.distributed.rollout import collect_expert
+from frontier.envs.registry import get_task
 
 
 pytestmark = pytest.mark.usefixtures("frontier_ray")  # one Ray instance for the module

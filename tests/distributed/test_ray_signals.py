@@ -34,7 +34,7 @@ def foreground_signals() -> None:
 def test_a_signal_on_ray_ends_in_a_checkpoint_that_agrees_with_its_counters(tmp_path, sig, reason, code):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(CONFIG))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"),
+    proc = subprocess.Popen([sys.executable, "-m", "frontier.cli", "train", str(tmp_path / "c.yaml"),
                              "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=foreground_signals)
     deadline = time.monotonic() + 300

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from agents.spaces import Box, Discrete, TaskInfo
-from agents.trajectory import Episode
-from distributed.replay import ReplayStore, read_shards
+from frontier.agents.spaces import Box, Discrete, TaskInfo
+from frontier.agents.trajectory import Episode
+from frontier.distributed.replay import ReplayStore, read_shards
 
 TASKS = [TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1), TaskInfo("disc", Box((4,)), Discrete(3))]
 

@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.model import ModelConfig
-from distributed.rollout import RolloutWorker
-from envs import registry
+from frontier.agents.model import ModelConfig
+from frontier.distributed.rollout import RolloutWorker
+from frontier.envs import registry
 
 
 class NaNObservations(gym.Wrapper):

@@ -4,11 +4,11 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from distributed import config
-from distributed.local_executor import SerialRunner
-from distributed.replay import read_shards
-from envs.references import REFERENCE_SEED
-from envs.seeding import RESERVED
+from frontier.distributed import config
+from frontier.distributed.local_executor import SerialRunner
+from frontier.distributed.replay import read_shards
+from frontier.envs.references import REFERENCE_SEED
+from frontier.envs.seeding import RESERVED
 
 TINY = {
     "tasks": ["CartPole-v1"],
@@ -126,7 +126,7 @@ def test_resume_quarantines_a_corrupt_replay_shard_and_counts_it(finished_run, t
 
 
 def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
-    from distributed.cli import main
+    from frontier.cli import main
 
     run_dir, _ = finished_run
     out = tmp_path / "eval.json"
@@ -139,7 +139,7 @@ def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
 def test_eval_command_sweeps_return_targets(finished_run, tmp_path, capsys):
     # `--target` evaluates once per given return, conditioned on it (whether the model follows
     # its target is the model's business: tests/agents/test_learner.py).
-    from distributed.cli import main
+    from frontier.cli import main
 
     out = tmp_path / "sweep.json"
     assert main(["eval", str(finished_run[0]), "--episodes", "2", "--target", "30", "500", "--json", str(out)]) == 0
@@ -154,7 +154,7 @@ def test_eval_command_conditions_on_the_runs_last_evaluation_targets(finished_ru
     # Data-relative targets depend on the run's store: `frontier eval` must use the recorded ones.
     import shutil
 
-    from distributed.cli import main
+    from frontier.cli import main
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
@@ -178,7 +178,7 @@ def test_sigterm_ends_in_a_checkpoint_and_a_terminated_summary(tmp_path):
     cfg = {**TINY, "train": {**TINY["train"], "online_updates": 100_000}}  # would run for hours
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli", "train", str(tmp_path / "c.yaml"), "--serial",
+    proc = subprocess.Popen([sys.executable, "-m", "frontier.cli", "train", str(tmp_path / "c.yaml"), "--serial",
                              "--out", str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not list((run_dir / "checkpoints").glob("ckpt-*")) and time.monotonic() < deadline:

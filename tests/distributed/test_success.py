@@ -7,12 +7,12 @@ import gymnasium as gym
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.model import ModelConfig
-from distributed.cli.train import _print_summary
-from distributed.monitor import Monitor
-from distributed.rollout import RolloutWorker
-from envs import registry
-from envs.registry import make_expert
+from frontier.agents.model import ModelConfig
+from frontier.cli.train import _print_summary
+from frontier.distributed.monitor import Monitor
+from frontier.distributed.rollout import RolloutWorker
+from frontier.envs import registry
+from frontier.envs.registry import make_expert
 
 SUCCESS_AFTER = 15  # the test env's episodes succeed once they last this many steps
 
@@ -78,8 +78,8 @@ def test_summary_tensorboard_and_terminal_report_success_rate(tmp_path, capsys):
 
 
 def test_episode_success_survives_the_replay_shards(tmp_path):
-    from agents.storage import read_episodes, write_episodes
-    from agents.trajectory import Episode
+    from frontier.agents.storage import read_episodes, write_episodes
+    from frontier.agents.trajectory import Episode
 
     def ep(success):
         return Episode("A", np.zeros((3, 2), np.float32), np.zeros((3, 1), np.float32), np.ones(3, np.float32),

@@ -1,10 +1,10 @@
 """Data-relative return targets (train.return_targets = "data")."""
 import pytest
 
-from distributed.driver import data_targets
-from distributed.rollout import RolloutWorker
-from agents.model import ModelConfig
-from envs.spec import TaskSpec
+from frontier.distributed.driver import data_targets
+from frontier.distributed.rollout import RolloutWorker
+from frontier.agents.model import ModelConfig
+from frontier.envs.spec import TaskSpec
 
 
 def _spec(name, eval_target, explore_target):
@@ -38,7 +38,7 @@ def test_worker_conditions_new_episodes_on_set_targets():
 
 
 def test_top_targets_follow_the_best_tenth_stored_now_not_the_best_ever():
-    from distributed.replay import ReplayStore
+    from frontier.distributed.replay import ReplayStore
     from tests.distributed.test_replay import TASKS, episode
 
     store = ReplayStore(TASKS[:1], capacity=400, offline_share=0.5, context_len=5, eviction="odt")

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from distributed import threads
-from distributed.threads import ThreadGovernor
+from frontier.distributed import threads
+from frontier.distributed.threads import ThreadGovernor
 
 
 def test_free_cores_subtracts_this_process_from_the_machine():

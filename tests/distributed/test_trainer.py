@@ -6,8 +6,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from distributed.local_executor import SerialRunner
-from distributed.ray_executor import RayRunner
+from frontier.distributed.local_executor import SerialRunner
+from frontier.distributed.ray_executor import RayRunner
 
 
 pytestmark = pytest.mark.usefixtures("frontier_ray")  # one Ray instance for the module

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.trajectory import Episode
-from envs.datasets import (
+from frontier.agents.trajectory import Episode
+from frontier.envs.datasets import (
     DatasetExpert,
     DatasetWriter,
     export_minari,
@@ -16,7 +16,7 @@ from envs.datasets import (
     read_dataset_info,
     write_dataset,
 )
-from envs.registry import get_task, make_expert
+from frontier.envs.registry import get_task, make_expert
 
 COST = {"env_steps": 1234, "cpu_s": 0.5, "gpu_s": 0.0}
 

@@ -5,8 +5,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.env_pool import EnvPool, Tally
-from envs.registry import get_task
+from frontier.envs.env_pool import EnvPool, Tally
+from frontier.envs.registry import get_task
 
 
 def _run_episode(pool, i, reset_seed=None):

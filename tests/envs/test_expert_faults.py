@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from envs.registry import get_task, make_expert
+from frontier.envs.registry import get_task, make_expert
 
 
 class Faulty(gym.Wrapper):

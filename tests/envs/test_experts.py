@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from envs.experts import FilteredExpert, PolicyExpert, random_controller
-from envs.registry import get_task, make_expert
-from envs.references import reference_returns
+from frontier.envs.experts import FilteredExpert, PolicyExpert, random_controller
+from frontier.envs.registry import get_task, make_expert
+from frontier.envs.references import reference_returns
 
 # (task, episodes, time cap or None, margin the scripted mean must beat the random mean by).
 # Margins are half the spec's expert-random gap, except Atari, whose episodes are cut short
@@ -113,7 +113,7 @@ def test_references_use_spec_values_else_measure_and_cache(tmp_path):
 
 
 def test_non_finite_references_are_an_error_and_never_cached(tmp_path, monkeypatch):
-    from envs import references
+    from frontier.envs import references
 
     spec = dataclasses.replace(get_task("CartPole-v1"), name="CartPole-nan", random_return=None)
     monkeypatch.setattr(references, "random_returns", lambda *a: np.array([np.nan]))

@@ -1,9 +1,9 @@
 """The Meta-World suite: spaces, seeded goals, scripted experts, success."""
 import numpy as np
 
-from envs.registry import get_task, make_expert
-from envs.experts.base import FilteredExpert
-from envs.suites.metaworld import MT10, MT50, PREFIX
+from frontier.envs.registry import get_task, make_expert
+from frontier.envs.experts.base import FilteredExpert
+from frontier.envs.suites.metaworld import MT10, MT50, PREFIX
 
 
 

@@ -1,10 +1,14 @@
+import importlib
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
-from envs import registry
-from envs.spec import TaskSpec
+from frontier.envs import registry
+from frontier.envs.spec import TaskSpec
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BUILTIN = [
     "CartPole-v1", "Pendulum-v1", "Acrobot-v1",
@@ -57,7 +61,7 @@ def test_broken_plugins_reported_builtins_still_load(tmp_path, monkeypatch, fres
     _fake_distribution(tmp_path, "broken_pkg", "broken_pkg_mod", "raise RuntimeError('boom at import')\n", "broken_plugin")
     _fake_distribution(
         tmp_path, "clash_pkg", "clash_pkg_mod",
-        "from envs.spec import TaskSpec\n"
+        "from frontier.envs.spec import TaskSpec\n"
         "def tasks():\n    return [TaskSpec(name='CartPole-v1', env='CartPole-v1', suite='x', max_episode_steps=10)]\n",
         "clashing_plugin",
     )  # fmt: skip
@@ -75,3 +79,66 @@ def test_broken_plugins_reported_builtins_still_load(tmp_path, monkeypatch, fres
         registry.get_task("PluginTask-v0")  # a user asking for a broken plugin's task learns why
     monkeypatch.delitem(sys.modules, "clash_pkg_mod", raising=False)
     monkeypatch.delitem(sys.modules, "junk_pkg_mod", raising=False)
+
+
+@pytest.fixture
+def plugin_path(monkeypatch, tmp_path):
+    """sys.path as an installed frontier sees it (without the repository root, whose folders would
+    import by their bare names), with tmp_path first for fake distributions; modules imported
+    under frontier's old names are forgotten afterwards."""
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *(p for p in sys.path if Path(p or ".").resolve() != ROOT)])
+    old = lambda: {m for m in sys.modules if m.split(".")[0] in registry.OLD_NAMES}  # noqa: E731
+    for name in old():
+        monkeypatch.delitem(sys.modules, name)
+    importlib.invalidate_caches()
+    yield tmp_path
+    for name in old() | {"old_pkg_mod"}:
+        sys.modules.pop(name, None)
+    importlib.invalidate_caches()
+
+
+OLD_PATH = "plugin 'old_plugin' imports '{}': frontier's modules are now under 'frontier.' (write '{}')"
+
+
+@pytest.mark.parametrize("source, module, write", [
+    ("from envs.spec import TaskSpec\n", "envs.spec", "from frontier.envs.spec import TaskSpec"),
+    ("from envs.experts import (\n    PolicyExpert,\n    filtered,\n)\n", "envs.experts",
+     "from frontier.envs.experts import PolicyExpert, filtered"),
+    ("import agents.model\n", "agents.model", "import frontier.agents.model"),
+    ("from distributed.replay import ReplayStore\n", "distributed.replay",
+     "from frontier.distributed.replay import ReplayStore"),
+])  # fmt: skip
+def test_plugin_on_the_old_import_path_is_told_what_to_write(plugin_path, fresh_registry, source, module, write):
+    _fake_distribution(plugin_path, "old_pkg", "old_pkg_mod", "import os\n" + source + "def tasks():\n    return []\n",
+                       "old_plugin")
+    tasks = registry.all_tasks()
+    assert registry.plugin_errors()["old_plugin"] == "ModuleNotFoundError: " + OLD_PATH.format(module, write)
+    assert "CartPole-v1" in tasks  # the built-ins still load
+    with pytest.raises(KeyError, match="plugin 'old_plugin' failed to load: ModuleNotFoundError: plugin 'old_plugin' "
+                                       "imports"):
+        registry.get_task("PointMass-v0")
+
+
+def test_old_import_path_resolved_from_the_repository_root_gets_the_same_line(plugin_path, monkeypatch,
+                                                                             fresh_registry):
+    """Run from a checkout, the repository root on sys.path: `envs` imports as the bare folder and its
+    TaskSpec is another class than frontier's."""
+    monkeypatch.setattr(sys, "path", [*sys.path, str(ROOT)])
+    _fake_distribution(plugin_path, "old_pkg", "old_pkg_mod",
+                       "from envs.spec import TaskSpec\n"
+                       "def tasks():\n"
+                       "    return [TaskSpec(name='Old-v0', env='CartPole-v1', suite='x', max_episode_steps=10)]\n",
+                       "old_plugin")  # fmt: skip
+    registry.all_tasks()
+    assert registry.plugin_errors()["old_plugin"] == "ImportError: " + OLD_PATH.format(
+        "envs.spec", "from frontier.envs.spec import TaskSpec")
+
+
+def test_other_packages_missing_modules_are_reported_as_they_are(plugin_path, fresh_registry):
+    """Only frontier's own modules get the hint: a plugin missing a name that is not frontier's keeps
+    Python's message."""
+    _fake_distribution(plugin_path, "old_pkg", "old_pkg_mod", "from distributed import no_such_name\ndef tasks():\n"
+                       "    return []\n", "old_plugin")
+    registry.all_tasks()
+    error = registry.plugin_errors()["old_plugin"]
+    assert error.startswith(("ModuleNotFoundError: No module named 'distributed'", "ImportError: cannot import name"))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from envs.registry import get_task, make_expert
-from envs.experts.rl import MLPPolicy, RLExpert, policy_paths, save_policy, zoo_cards, zoo_policy, zoo_replay
+from frontier.envs.registry import get_task, make_expert
+from frontier.envs.experts.rl import MLPPolicy, RLExpert, policy_paths, save_policy, zoo_cards, zoo_policy, zoo_replay
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,8 +137,8 @@ def test_zoo_listing_and_lookup(tmp_path):
 
 
 def test_a_corrupt_zoo_card_is_skipped_by_discovery_not_fatal(tmp_path, monkeypatch):
-    from envs.experts import rl
-    from envs.suites import mujoco
+    from frontier.envs.experts import rl
+    from frontier.envs.suites import mujoco
 
     write(tmp_path, name="good")
     (tmp_path / "bad.json").write_text("{not json")
@@ -204,8 +204,8 @@ def test_loading_and_acting_never_imports_ray(tmp_path):
     stem, _ = write(tmp_path)
     code = textwrap.dedent(f"""
         import sys
-        from envs.experts.rl import MLPPolicy, RLExpert, zoo_cards
-        from envs.registry import get_task
+        from frontier.envs.experts.rl import MLPPolicy, RLExpert, zoo_cards
+        from frontier.envs.registry import get_task
         policy = MLPPolicy.load({str(stem)!r})
         ep = next(RLExpert(get_task("Pendulum-v1"), {str(stem)!r}).episodes(1, seed=0))
         for card in zoo_cards():

@@ -1,8 +1,8 @@
 """envs.seeding: one derivation of every seed, disjoint from the reference measurements' seeds."""
 import pytest
 
-from envs.references import REFERENCE_SEED
-from envs.seeding import PURPOSES, RESERVED, STREAM, stream_seed
+from frontier.envs.references import REFERENCE_SEED
+from frontier.envs.seeding import PURPOSES, RESERVED, STREAM, stream_seed
 
 
 def test_streams_are_reproducible_distinct_and_clear_of_the_reserved_seeds():

@@ -2,9 +2,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.spaces import Box, Discrete
-from envs.registry import builtin_tasks, get_task
-from envs.spec import TaskSpec
+from frontier.agents.spaces import Box, Discrete
+from frontier.envs.registry import builtin_tasks, get_task
+from frontier.envs.spec import TaskSpec
 
 SPECS = {spec.name: spec for spec in builtin_tasks()}
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.experts import PolicyExpert, filtered
-from envs.spec import TaskSpec
+from frontier.envs.experts import PolicyExpert, filtered
+from frontier.envs.spec import TaskSpec
 
 
 class PointReachEnv(gym.Env):
@@ -81,7 +81,7 @@ def metaworld_tasks() -> list[TaskSpec]:
     scripted reach succeeds within about 50 steps), built from the suite's own env and expert."""
     from functools import partial
 
-    from envs.suites import metaworld
+    from frontier.envs.suites import metaworld
 
     return [
         TaskSpec(

@@ -1,4 +1,5 @@
-"""Shared setup of the distributed tests: Ray without token auth (tests only), tiny run configs."""
+"""Shared setup of the tests that run the runtime (tests/distributed, tests/cli, tests/compare, tests/zoo):
+Ray without token auth (tests only), tiny run configs."""
 import copy
 import os
 
@@ -7,7 +8,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import pytest  # noqa: E402
 
-from distributed import config as config_mod  # noqa: E402
+from frontier.distributed import config as config_mod  # noqa: E402
 
 # A run that finishes in seconds on two cores: two tasks (discrete and continuous), a
 # one-layer model, few updates, small exploration chunks so weights change between them.
@@ -42,7 +43,7 @@ def frontier_ray():
     import ray
     import torch
 
-    from distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE
+    from frontier.distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE
 
     torch.set_num_threads(1)
     ray.init(num_cpus=4, include_dashboard=False, resources={LEARNER_RESOURCE: 1, ROLLOUT_RESOURCE: 100},

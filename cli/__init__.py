@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distributed.cli import bench, collect, compare, evaluate, experts, tasks, train
-from distributed.errors import USAGE_ERROR, UsageError
+from frontier.cli import bench, collect, compare, evaluate, experts, tasks, train
+from frontier.distributed.errors import USAGE_ERROR, UsageError
 
 COMMANDS = (tasks, train, evaluate, experts, collect, bench, compare)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distributed.errors import UsageError
+from frontier.distributed.errors import UsageError
 
 
 def last_eval_targets(run_dir: Path) -> dict[str, float]:
@@ -20,14 +20,14 @@ def last_eval_targets(run_dir: Path) -> dict[str, float]:
 
 
 def cmd_eval(args) -> int:
-    from distributed import config as config_mod
+    from frontier.distributed import config as config_mod
 
     run_dir = Path(args.run_dir)
     weights = run_dir / "model.safetensors"
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
     if not weights.is_file():
-        from distributed.driver import latest_checkpoint
+        from frontier.distributed.driver import latest_checkpoint
 
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
@@ -47,10 +47,10 @@ def cmd_eval(args) -> int:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from distributed.monitor import normalized_score
-    from distributed.rollout import RolloutWorker
-    from envs.references import reference_returns
-    from envs.registry import get_task
+    from frontier.distributed.monitor import normalized_score
+    from frontier.distributed.rollout import RolloutWorker
+    from frontier.envs.references import reference_returns
+    from frontier.envs.registry import get_task
 
     try:
         state = load_file(str(weights))

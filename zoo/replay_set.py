@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from envs.experts.rl import REPLAY_SUBDIR, read_card, zoo_policy
+from frontier.envs.experts.rl import REPLAY_SUBDIR, read_card, zoo_policy
 
 
 def medium_replay_set(run_dir: Path, zoo_dir: Path) -> dict:

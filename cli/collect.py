@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from distributed.errors import UsageError
+from frontier.distributed.errors import UsageError
 
 # Sources that are not a task's expert kinds: a stored dataset, a Minari dataset.
 DATASET_SOURCE = "dataset"
@@ -29,9 +29,9 @@ def default_minari_root() -> Path:
 
 def _check(args):
     """Validate every argument; returns (spec, expert source or None, Minari root). Raises UsageError."""
-    from envs.datasets import DatasetExpert, _minari_data_path, check_minari_id, minari_dataset_dir
-    from envs.registry import make_expert
-    from envs.registry import get_task
+    from frontier.envs.datasets import DatasetExpert, _minari_data_path, check_minari_id, minari_dataset_dir
+    from frontier.envs.registry import make_expert
+    from frontier.envs.registry import get_task
 
     try:
         spec = get_task(args.task)
@@ -87,8 +87,8 @@ def _collect(args, spec, source) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from envs.datasets import DatasetWriter, ProductionTimer
-    from envs.seeding import stream_seed
+    from frontier.envs.datasets import DatasetWriter, ProductionTimer
+    from frontier.envs.seeding import stream_seed
 
     with DatasetWriter(args.out, spec.name, source.kind) as writer, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -109,7 +109,7 @@ def _collect(args, spec, source) -> dict:
 
 
 def cmd_collect(args) -> int:
-    from envs.datasets import export_minari, import_minari
+    from frontier.envs.datasets import export_minari, import_minari
 
     spec, source, root = _check(args)
     try:

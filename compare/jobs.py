@@ -11,9 +11,9 @@ import time
 import traceback
 from pathlib import Path
 
-from distributed import config as config_mod
-from distributed.compare.plan import Job, Plan
-from distributed.compare.spec import safe, select_closest
+from frontier.compare.plan import Job, Plan
+from frontier.compare.spec import safe, select_closest
+from frontier.distributed import config as config_mod
 
 
 def job_done(out: Path, job: Job) -> bool:
@@ -59,10 +59,10 @@ def run_job(out: str | Path, job: Job) -> dict:
 
 
 def _collect(d: Path, job: Job) -> None:
-    from envs.datasets import DatasetWriter, ProductionTimer
-    from envs.registry import make_expert
-    from envs.registry import get_task
-    from envs.seeding import stream_seed
+    from frontier.envs.datasets import DatasetWriter, ProductionTimer
+    from frontier.envs.registry import make_expert
+    from frontier.envs.registry import get_task
+    from frontier.envs.seeding import stream_seed
 
     source = make_expert(get_task(job.task), job.config["kind"])
     # A dataset with fewer episodes than asked is collected again from the same first seed (its
@@ -83,7 +83,7 @@ def _collect(d: Path, job: Job) -> None:
 
 
 def _train(out: Path, d: Path, job: Job) -> None:
-    from distributed.local_executor import SerialRunner
+    from frontier.distributed.local_executor import SerialRunner
 
     cfg = copy.deepcopy(job.config)
     if job.init_from_select:

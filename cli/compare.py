@@ -1,5 +1,5 @@
-"""`frontier compare`: parse the command, run the spec's plan (distributed/compare/jobs.py), write the
-report (distributed/compare/report.py)."""
+"""`frontier compare`: parse the command, run the spec's plan (compare/jobs.py), write the
+report (compare/report.py)."""
 from __future__ import annotations
 
 import os
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from distributed.compare.jobs import execute
-from distributed.compare.plan import make_plan
-from distributed.compare.report import write_report
-from distributed.compare.spec import load_spec
-from distributed.errors import UsageError
+from frontier.compare.jobs import execute
+from frontier.compare.plan import make_plan
+from frontier.compare.report import write_report
+from frontier.compare.spec import load_spec
+from frontier.distributed.errors import UsageError
 
 
 def cmd_compare(args) -> int:

@@ -7,12 +7,12 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from distributed.errors import UsageError
+from frontier.distributed.errors import UsageError
 
 
 def _load_config(args):
-    from distributed import config as config_mod
-    from envs.registry import get_task
+    from frontier.distributed import config as config_mod
+    from frontier.envs.registry import get_task
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -35,7 +35,7 @@ def _load_config(args):
         except KeyError as e:
             raise UsageError(e.args[0])
     if not args.resume:  # expert settings are checked before any work or run directory exists
-        from envs.registry import make_expert
+        from frontier.envs.registry import make_expert
 
         for name in cfg.tasks:
             kind = cfg.experts.sources.get(name, cfg.experts.source)
@@ -60,11 +60,11 @@ def cmd_train(args) -> int:
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     try:  # setting up measures the tasks' missing reference returns: a broken env fails here
         if args.serial:
-            from distributed.local_executor import SerialRunner
+            from frontier.distributed.local_executor import SerialRunner
 
             runner = SerialRunner(cfg, run_dir, resume=bool(args.resume), strict=args.strict)
         else:
-            from distributed.ray_executor import RayRunner
+            from frontier.distributed.ray_executor import RayRunner
 
             runner = RayRunner(cfg, run_dir, resume=bool(args.resume),
                                address=args.address or os.environ.get("RAY_ADDRESS"), strict=args.strict)
@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         raise UsageError(str(e))
     summary = runner.run()
     _print_summary(summary)
-    from distributed.driver import EXIT_CODES
+    from frontier.distributed.driver import EXIT_CODES
 
     return EXIT_CODES.get(summary.get("stop_reason") or summary["status"], 1)
 

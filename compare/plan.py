@@ -5,8 +5,8 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distributed import config as config_mod
-from distributed.compare.spec import CompareSpec, all_tasks, safe, same_spaces, source_task_map
+from frontier.compare.spec import CompareSpec, all_tasks, safe, same_spaces, source_task_map
+from frontier.distributed import config as config_mod
 
 
 @dataclass

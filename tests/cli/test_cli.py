@@ -4,12 +4,12 @@ import subprocess
 import sys
 import pytest
 
-from distributed.cli import main
+from frontier.cli import main
 
 
 def run_cli(*args):
     # The timeout guards against a hang: `tasks` builds every env (about 70 s on 2 idle cores).
-    return subprocess.run([sys.executable, "-m", "distributed.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "frontier.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_non_finite_reference_return_is_one_line_and_leaves_no_run_directory(cfg
 
     import numpy as np
 
-    from envs import references, registry
+    from frontier.envs import references, registry
 
     spec = dataclasses.replace(registry.get_task("CartPole-v1"), random_return=None)  # to be measured
     monkeypatch.setitem(registry.all_tasks(), "CartPole-v1", spec)

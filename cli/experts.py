@@ -1,5 +1,5 @@
 """`frontier experts train|list|eval|medium-replay`: parse and check, then the runtime of
-distributed/experts/ (RLlib training and export) or envs/experts/rl.py (exported policies)."""
+zoo/ (RLlib training and export) or envs/experts/rl.py (exported policies)."""
 from __future__ import annotations
 
 import json
@@ -9,16 +9,16 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from distributed.errors import UsageError
-from distributed.experts.config import ALGOS, ExpertTrainConfig
-from distributed.experts.meter import TreeCPU
-from distributed.experts.replay_set import medium_replay_set
-from distributed.experts.trainer import ExpertTrainer, evaluate
-from envs.experts.rl import ACTIVATIONS, REPLAY_SUBDIR, ZOO_DIR, MLPPolicy, zoo_cards
+from frontier.distributed.errors import UsageError
+from frontier.envs.experts.rl import ACTIVATIONS, REPLAY_SUBDIR, ZOO_DIR, MLPPolicy, zoo_cards
+from frontier.zoo.config import ALGOS, ExpertTrainConfig
+from frontier.zoo.meter import TreeCPU
+from frontier.zoo.replay_set import medium_replay_set
+from frontier.zoo.trainer import ExpertTrainer, evaluate
 
 
 def _config_from_args(args) -> ExpertTrainConfig:
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     try:
         get_task(args.task)
@@ -110,7 +110,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     path = Path(args.policy)
     try:

@@ -6,7 +6,7 @@ import sys
 
 
 def cmd_tasks(args) -> int:
-    from envs.registry import all_tasks, plugin_errors
+    from frontier.envs.registry import all_tasks, plugin_errors
 
     rows = []
     for name, spec in sorted(all_tasks().items()):

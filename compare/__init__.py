@@ -1,4 +1,4 @@
-"""The comparison behind `frontier compare` (distributed/cli/compare.py): generalist versus closest
+"""The comparison behind `frontier compare` (cli/compare.py): generalist versus closest
 specialist on a target task at equal compute.
 
     frontier compare configs/compare/idp-2core.yaml                # Ray tasks, 1 CPU each

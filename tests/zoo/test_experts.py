@@ -6,11 +6,11 @@ import pytest
 import ray
 import torch
 
-from distributed.cli import main
-from distributed.experts.config import ExpertTrainConfig
-from distributed.experts.trainer import ExpertTrainer
-from envs.experts.rl import MLPPolicy, ReplayExpert, save_policy, zoo_cards, zoo_replay
-from envs.registry import get_task
+from frontier.cli import main
+from frontier.envs.experts.rl import MLPPolicy, ReplayExpert, save_policy, zoo_cards, zoo_replay
+from frontier.envs.registry import get_task
+from frontier.zoo.config import ExpertTrainConfig
+from frontier.zoo.trainer import ExpertTrainer
 
 torch.set_num_threads(1)
 

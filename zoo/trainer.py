@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.spaces import Discrete
-from distributed.experts.config import MEDIUM_RANGE, MEDIUM_TARGET, SELECTION_SEEDS, ExpertTrainConfig
-from distributed.experts.meter import TreeCPU, library_versions
-from distributed.experts.rllib import algo_config, export_net, mean_std_state, register
-from envs.experts.rl import RLExpert, policy_paths, read_card, save_policy
+from frontier.agents.spaces import Discrete
+from frontier.envs.experts.rl import RLExpert, policy_paths, read_card, save_policy
+from frontier.zoo.config import MEDIUM_RANGE, MEDIUM_TARGET, SELECTION_SEEDS, ExpertTrainConfig
+from frontier.zoo.meter import TreeCPU, library_versions
+from frontier.zoo.rllib import algo_config, export_net, mean_std_state, register
 
 
 def evaluate(spec, policy_path: Path, episodes: int, seed: int) -> dict:
@@ -49,7 +49,7 @@ class ExpertTrainer:
                  since: tuple[float, float, TreeCPU] | None = None):
         """`since`: (wall time, CPU-seconds, meter) when this session started, so that Ray's
         start and the algorithm build are charged too; default: now."""
-        from envs.registry import get_task
+        from frontier.envs.registry import get_task
 
         self.cfg = cfg
         self.spec = get_task(cfg.task)

@@ -5,7 +5,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distributed import config as config_mod
+from frontier.distributed import config as config_mod
 
 
 ARMS = ("scratch", "specialist", "related", "generalist")
@@ -97,7 +97,7 @@ def spec_from_dict(data: dict) -> CompareSpec:
 
 
 def validate_spec(spec: CompareSpec) -> None:
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     if not spec.name:
         raise ValueError("config key 'name' must be set")
@@ -180,7 +180,7 @@ def all_tasks(spec: CompareSpec) -> list[str]:
 def same_spaces(target: str, sources: list[str], fallback: list[str] = ()) -> tuple[list[str], bool]:
     """(the sources whose observation and action spaces equal the target's, False), or
     (`fallback`, True) when none does; ValueError when neither gives a candidate."""
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     t = get_task(target).info()
     matching = [s for s in sources if shares_spaces(s, target)]
@@ -194,7 +194,7 @@ def same_spaces(target: str, sources: list[str], fallback: list[str] = ()) -> tu
 
 def shares_spaces(a: str, b: str) -> bool:
     """Whether tasks a and b have the same observation and action spaces."""
-    from envs.registry import get_task
+    from frontier.envs.registry import get_task
 
     x, y = get_task(a).info(), get_task(b).info()
     return x.observation == y.observation and x.action == y.action

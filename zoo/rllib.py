@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from distributed.experts.config import ExpertTrainConfig
-from envs.experts.rl import ACTIVATIONS
+from frontier.envs.experts.rl import ACTIVATIONS
+from frontier.zoo.config import ExpertTrainConfig
 
 
 def env_name(task: str) -> str:
@@ -17,7 +17,7 @@ def register(task: str) -> None:
     from ray.tune.registry import register_env
 
     def creator(env_config):
-        from envs.registry import get_task
+        from frontier.envs.registry import get_task
 
         return get_task(task).make_env()
 

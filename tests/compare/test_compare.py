@@ -12,20 +12,20 @@ import safetensors.torch
 import torch
 import yaml
 
-from agents.model import DecisionTransformer
-from agents.surgery import freeze_trunk
-from distributed import config as config_mod
-from distributed.cli import main
-from distributed.compare.jobs import execute, job_done, job_options, run_job
-from distributed.compare.plan import Arm, Job, Plan, make_plan
-from distributed.compare.report import aggregate_curve, arm_offset, arm_record, expert_cost, write_report
-from distributed.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
-from distributed.compare.stats import compute_to_reach
-from distributed.learner_service import init_weights_from
-from distributed.local_executor import SerialRunner
-from envs.datasets import load_dataset, read_dataset_info
-from envs.experts.rl import zoo_policy
-from envs.registry import get_task
+from frontier.agents.model import DecisionTransformer
+from frontier.agents.surgery import freeze_trunk
+from frontier.cli import main
+from frontier.compare.jobs import execute, job_done, job_options, run_job
+from frontier.compare.plan import Arm, Job, Plan, make_plan
+from frontier.compare.report import aggregate_curve, arm_offset, arm_record, expert_cost, write_report
+from frontier.compare.spec import load_spec, same_spaces, select_closest, spec_from_dict
+from frontier.compare.stats import compute_to_reach
+from frontier.distributed import config as config_mod
+from frontier.distributed.learner_service import init_weights_from
+from frontier.distributed.local_executor import SerialRunner
+from frontier.envs.datasets import load_dataset, read_dataset_info
+from frontier.envs.experts.rl import zoo_policy
+from frontier.envs.registry import get_task
 
 # A comparison that finishes in seconds: Pendulum as target, two sources, a one-layer model.
 # One update costs about 1.3e6 FLOPs here, so the budgets are tens to a few hundred updates.
@@ -395,7 +395,7 @@ def test_committed_compare_specs_load_and_plan(path, tmp_path):
 
 
 def test_findings_call_differences_below_the_printed_precision_ties():
-    from distributed.compare.report import _findings
+    from frontier.compare.report import _findings
 
     def arm(iqm):
         return {"final_iqm": iqm, "final_ci": [iqm, iqm], "final_to_peak": None, "flops": {"x": [], "iqm": []},
@@ -413,7 +413,7 @@ def test_findings_call_differences_below_the_printed_precision_ties():
 def test_report_measures_compute_to_reach_success_rates_for_targets_with_success(done_compare, tmp_path, monkeypatch):
     """A target that defines success: each run's success rates (evals.jsonl, summary.json) give
     every arm a success curve, its final rates, and compute to reach each success level."""
-    from envs import registry
+    from frontier.envs import registry
 
     spec, plan, done = done_compare
     out = tmp_path / "copy"

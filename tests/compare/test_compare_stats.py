@@ -1,10 +1,10 @@
-"""distributed.compare.stats against values computed by hand."""
+"""compare.stats against values computed by hand."""
 import math
 
 import numpy as np
 import pytest
 
-from distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
+from frontier.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
 
 
 def test_iqm_drops_a_quarter_from_each_end():

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from distributed.errors import UsageError
+from frontier.distributed.errors import UsageError
 
-BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning", "threads")
+BENCHMARKS = ("collection", "learner", "replay", "scaling", "learning", "threads", "stability")
 
 
 def selected(which: list[str]) -> list[str]:
@@ -31,7 +31,7 @@ def cmd_bench(args) -> int:
     if args.suite:
         if names != ["learning"]:
             raise UsageError("--suite selects suites of the learning benchmark: use it with `frontier bench learning`")
-        from benchmarks import learning
+        from frontier.benchmarks import learning
 
         unknown = [s for s in args.suite if s not in learning.SUITES]
         if unknown:
@@ -49,7 +49,7 @@ def cmd_bench(args) -> int:
 
 
 def add_parser(sub) -> None:
-    from benchmarks.common import RESULTS_DIR
+    from frontier.benchmarks.common import RESULTS_DIR
 
     b = sub.add_parser(
         "bench", help="measure collection, learner, replay, scaling, learning and thread performance",

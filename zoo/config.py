@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from envs.experts.rl import ACTIVATIONS
+from frontier.envs.experts.rl import ACTIVATIONS
 
 
 ALGOS = ("ppo", "sac")

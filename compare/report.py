@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distributed.compare.jobs import job_done
-from distributed.compare.plan import Arm, Plan
-from distributed.compare.spec import ARMS, CompareSpec, safe
-from distributed.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
-from distributed.monitor import normalized_score, write_json_atomic
+from frontier.compare.jobs import job_done
+from frontier.compare.plan import Arm, Plan
+from frontier.compare.spec import ARMS, CompareSpec, safe
+from frontier.compare.stats import bootstrap_ci, compute_to_reach, iqm, pareto_frontier, step_interpolate
+from frontier.distributed.monitor import normalized_score, write_json_atomic
 
 SINGLE_POINT_ARMS = ("generalist-zeroshot", "generalist-fewshot")
 COLORS = {"scratch": "tab:gray", "specialist": "tab:blue", "related": "tab:green", "generalist": "tab:red",
@@ -50,7 +50,7 @@ def expert_cost(info: dict) -> dict:
     cost = {"cpu_s": 0.0, "gpu_s": 0.0, "env_steps": 0}
     if info["source"]["kind"] != "rl":
         return cost
-    from envs.experts.rl import zoo_cards
+    from frontier.envs.experts.rl import zoo_cards
 
     cards = {c["id"]: c for c in zoo_cards()}
     for policy in info["source"]["policies"]:
@@ -222,8 +222,8 @@ def _plot_matrix(path: Path, tasks: list[str], gains: dict, title: str) -> None:
 def write_report(spec: CompareSpec, plan: Plan, out: Path, errors: dict[str, str] | None = None) -> dict:
     """Write report.md, score_vs_flops.png, score_vs_seconds.png, transfer_matrix.png and
     results.json under `out`; returns the results."""
-    from envs.references import reference_returns
-    from envs.registry import get_task
+    from frontier.envs.references import reference_returns
+    from frontier.envs.registry import get_task
 
     out = Path(out)
     errors = errors or {}

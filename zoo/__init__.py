@@ -1,4 +1,4 @@
-"""RL experts trained with RLlib, exported without it (the `frontier experts` commands: distributed/cli/experts.py).
+"""RL experts trained with RLlib, exported without it (the `frontier experts` commands: cli/experts.py).
 
     frontier experts train InvertedPendulum-v5 --algo ppo --steps 60000 --seed 0 --zoo
     frontier experts list --json

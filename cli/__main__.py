@@ -1,0 +1,6 @@
+"""`python -m frontier.cli ...`: the `frontier` command."""
+import sys
+
+from frontier.cli import main
+
+sys.exit(main())
