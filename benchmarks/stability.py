@@ -28,7 +28,7 @@ CONFIRM_SEEDS = (100, 101, 102, 103, 104)
 BEFORE = ["replay.holdout_share=0", "model.return_head=false", "train.return_targets=top",
           "learner.lr_schedule=constant", "learner.ema_decay=0"]
 # (variant, executor, overrides) in the order they run.
-ARMS = (("after", "serial", []), ("before", "serial", BEFORE), ("after", "ray", []))
+ARMS = (("after", "serial", []), ("after", "ray", []), ("before", "serial", BEFORE))
 # The quick suite's targets (the stable-learning issue): every task of every seed at least this ...
 FLOOR = 0.7
 # ... and the mean over tasks and seeds at least this.
