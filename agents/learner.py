@@ -52,9 +52,7 @@ class LearnerConfig:
     """Max global gradient norm of the model parameters."""
     temperature_lr: float = 3e-3
     """Adam learning rate of the per-task log temperature. ODT's 1e-4 cannot lift a
-    near-deterministic fit's entropy to its target within any budget run here
-    (tests/agents/test_learner.py), and on Hopper from medium data it gained +0.8 ± 11.6 D4RL
-    points against 3e-3's +5.5 ± 12.9."""
+    near-deterministic fit's entropy to its target (tests/agents/test_learner.py)."""
     nll_beta: float = 1.0
     """beta of beta-NLL for continuous actions (0: ODT's plain NLL). With plain NLL the squashed
     Gaussian can settle on a wide, mean-zero fit of saturating (bang-bang) expert actions; 1 gives
@@ -79,9 +77,8 @@ class LearnerConfig:
     ema_decay: float = 0.0
     """Decay per update of an exponential moving average of the model's parameters (0: none). The
     average is the policy: the actors act with it, evaluations score it and model.safetensors holds
-    it; training goes on with the raw parameters. A closed-loop policy is sensitive to small weight
-    changes: continuing one MT10 checkpoint by 1,000 updates three ways gave pick-place 0.1 to 0.8;
-    the average smooths that update-to-update noise (+0.07 mean success on MT10; README, Meta-World)."""
+    it; training goes on with the raw parameters. It smooths the update-to-update noise a
+    closed-loop policy is sensitive to (benchmarks/results/stability-notes.md)."""
 
     def __post_init__(self):
         if self.lr <= 0 or self.temperature_lr <= 0:

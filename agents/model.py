@@ -45,10 +45,8 @@ class ModelConfig:
     """Size of the timestep embedding table; larger timesteps are clamped to the last entry."""
     timestep_embedding: bool = False
     """Add an embedding of the step's index in its episode to every token. Off, as in ODT: with it,
-    a return target beyond the data pairs the return-to-go with timesteps it never met at that
-    value, and online fine-tuning collapsed (InvertedPendulum from medium data: a final model
-    returned 397 conditioned on 300 but 72-77 on 400-1000; without it, every target within 60 of
-    its value; benchmarks/results/learning.md)."""
+    a return target beyond the data pairs the return-to-go with timesteps never met at that value
+    (benchmarks/results/learning.md, timestep table)."""
     dropout: float = 0.1
     """Dropout on token embeddings and residual branches."""
     log_std_min: float = -5.0

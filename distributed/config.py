@@ -62,9 +62,7 @@ class ReplayConfig:
     the oldest online one: the store becomes the policy's own experience instead of staying
     anchored to a fixed offline half; "reserve" keeps the best offline episodes within
     `offline_share` for the whole run and evicts online ones first-in first-out. On Hopper from
-    medium data the two were within noise of each other at 3 seeds, and on InvertedPendulum from
-    sampled-action medium data "odt" ended 0.77 / 0.81 / 0.80 where "reserve" ended 0.50 / 0.67 /
-    0.07 (benchmarks/results/learning.md)."""
+    medium data the two were within noise of each other (benchmarks/results/learning.md, ablation)."""
     task_weights: dict[str, float] = field(default_factory=dict)
     """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
     holdout_share: float = 0.1
@@ -99,11 +97,8 @@ class TrainConfig:
     explore_steps_per_round: int = 250
     """Env steps of exploration per collection call (serial: per round; Ray: per actor call).
     Only whole episodes are kept; an episode in progress continues in the next call. The default,
-    250 per 100 updates (0.4 updates per online step; ODT: about 0.3 at four times the batch),
-    keeps the store turning over slower than the model fits it: at 1,000 per 100 updates Hopper's
-    evaluations swung by ~1,000 between checkpoints and its online gain fell from +16.4 ± 15.3 to
-    -3.2 ± 18.6 D4RL points (benchmarks/results/learning.md). Tasks limited by env steps rather
-    than stability (InvertedPendulum, the quick suite) gain from more."""
+    250 per 100 updates, keeps the store turning over slower than the model fits it; tasks limited
+    by env steps rather than stability gain from more (benchmarks/results/learning.md)."""
     eval_every: int = 1000
     """Evaluate every this many learner updates (and at the end)."""
     val_every: int = 250
@@ -120,9 +115,8 @@ class TrainConfig:
     hopper-medium 3600 and 7200 over a best return of about 3200); "top" does the same above the
     mean return of the best 10% of the episodes stored NOW, so one lucky episode cannot push the
     targets out of the range the model was trained on, and the targets follow the store as
-    online episodes replace offline ones. "top" is the default: relative to the best return ever
-    stored, exploration collapsed once one lucky episode set the targets (benchmarks/results/
-    learning.md, ablation). "state" conditions each episode on the model's return head's
+    online episodes replace offline ones. "top" is the default (benchmarks/results/learning.md,
+    ablation). "state" conditions each episode on the model's return head's
     prediction for its first observation (needs `model.return_head`), for tasks whose reachable
     return depends on where an episode starts (Pendulum's swing-up from the bottom against a start
     near the top; benchmarks/results/stability-notes.md)."""
@@ -130,10 +124,7 @@ class TrainConfig:
     """With data-relative return targets: the evaluation target's distance from the random
     return, as a multiple of the reference return's (1.15: ODT's 3600 over hopper-medium's best)."""
     explore_target_scale: float = 2.3
-    """With data-relative return targets: the exploration target's multiple (2.3: ODT's 7200).
-    A model fitted to its store reproduces returns up to about the best it stored and breaks down
-    beyond (measured on Walker2d: 1750 at target 1500, 214 at 3000); exploring far above makes
-    bad episodes, which then replace good ones."""
+    """With data-relative return targets: the exploration target's multiple (2.3: ODT's 7200)."""
     max_wall_s: float = 0.0
     """Stop online fine-tuning after this many seconds of wall time (0: no limit)."""
     max_learner_flops: float = 0.0

@@ -117,6 +117,8 @@ class RunState:
         self.shards_quarantined = 0  # unreadable replay shards moved aside by --resume
         self.core_restores = 0  # times the learner and replay store actors were rebuilt after one was lost (Ray driver)
         self.updates_redone = 0  # updates made again since: those after the checkpoint the learner came back from
+        self.evaluations = 0  # evaluations started: the next one's number names its episodes (RolloutWorker.evaluate)
+        self.replay_rng: dict | None = None  # the replay store's sampling stream at the checkpoint
 
     @property
     def env_steps(self) -> int:

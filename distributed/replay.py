@@ -250,6 +250,16 @@ class ReplayStore:
                 starts += [s for _, s in windows]
         return make_batch(chosen, starts, self.context_len, self.tasks) if chosen else None
 
+    def rng_state(self) -> dict:
+        """The sampling stream's state (plain numbers), for a checkpoint."""
+        with self._lock:
+            return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        """Continue the sampling stream from `rng_state()`'s value."""
+        with self._lock:
+            self.rng.bit_generator.state = state
+
     def episodes(self, task: str) -> list[Episode]:
         return list(self.buffers[self.index[task]].view()[0])
 

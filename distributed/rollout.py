@@ -51,6 +51,7 @@ class RolloutWorker:
         self.weights_version = -1
         self.targets: dict[int, float | None] = {}  # task index -> return target replacing the spec's (see set_targets)
         self.num_envs = num_envs
+        self.seed = seed
         self.env_steps = 0
         self.episodes_dropped = 0
         self.dropped_by_cause: dict[str, int] = {}  # episodes_dropped by envs.deadline.fault_cause
@@ -78,11 +79,14 @@ class RolloutWorker:
 
     # -- stepping ------------------------------------------------------------------------
 
-    def _begin(self, i: int) -> None:
-        """Start a new episode in env i, conditioned on its task's return target for this mode."""
-        self.pool.begin(i)
+    def _begin(self, i: int, reset_seed: int | None = None) -> bool:
+        """Start a new episode in env i (from reset(seed=reset_seed) if given), conditioned on its
+        task's return target for this mode; False if that seeded reset failed (nothing started)."""
+        if self.pool.begin(i, reset_seed=reset_seed) is None and reset_seed is not None:
+            return False
         task = self.pool.task_index(i)
         self.policy.reset(i, task, self.targets.get(task, self.specs[task].return_target(self.mode)))
+        return True
 
     def _step_all(self, active: list[int]) -> list[tuple[int, Episode]]:
         """One step of every active env (one batched policy forward); returns finished (env, episode)
@@ -114,26 +118,34 @@ class RolloutWorker:
         self.cpu_s += time.process_time() - t0
         return done
 
-    def evaluate(self, episodes_per_task: int) -> list[Episode]:
-        """Evaluation: fresh episodes until every task of this worker has `episodes_per_task`."""
+    def evaluate(self, episodes_per_task: int, evaluation: int = 0) -> list[Episode]:
+        """Evaluation: fresh episodes until every task of this worker has `episodes_per_task`.
+        Evaluation number `evaluation` of a run plays the same episodes wherever it runs (any eval
+        worker, the driver, a resumed run): each starts from reset(seed=...) of the task's stream
+        for that number (a seeded reset that fails takes the stream's next seed)."""
         t0 = time.process_time()
         need = {t: episodes_per_task for t in set(self.task_indices)}
         started = {t: 0 for t in need}
+        seeds = {t: stream_seed("eval", self.seed, self.specs[t].name, worker=evaluation) for t in need}
         done: list[Episode] = []
         active = []
-        for i in range(self.num_envs):
+
+        def begin(i: int) -> None:
             t = self.pool.task_index(i)
-            if started[t] < need[t]:
-                started[t] += 1
-                self._begin(i)
+            while not self._begin(i, reset_seed=seeds[t]):
+                seeds[t] += 1
+            seeds[t] += 1
+            started[t] += 1
+
+        for i in range(self.num_envs):
+            if started[self.pool.task_index(i)] < need[self.pool.task_index(i)]:
+                begin(i)
                 active.append(i)
         while active:
             for i, ep in self._step_all(active):
                 done.append(ep)
-                t = self.pool.task_index(i)
-                if started[t] < need[t]:
-                    started[t] += 1
-                    self._begin(i)
+                if started[self.pool.task_index(i)] < need[self.pool.task_index(i)]:
+                    begin(i)
                 else:
                     active.remove(i)
         for i in range(self.num_envs):
@@ -192,12 +204,14 @@ class RolloutService(RolloutWorker):
         return {"episodes": [EpisodeResult(e.task, e.ret, e.success) for e in episodes], "acknowledged": acknowledged,
                 "before": before, "after": self.counters(), "weights_version": self.weights_version}
 
-    def evaluate_with(self, episodes_per_task: int, version: int, box: list, targets: dict | None = None) -> dict:
-        """Evaluate with the given weights (and return targets); report the episodes' returns."""
+    def evaluate_with(self, episodes_per_task: int, version: int, box: list, targets: dict | None = None,
+                      evaluation: int = 0) -> dict:
+        """Evaluate with the given weights (and return targets) as the run's evaluation number
+        `evaluation` (see `evaluate`); report the episodes' returns."""
         self._sync_weights(version, box)
         self.set_targets(targets or {})
         before = self.counters()
-        episodes = self.evaluate(episodes_per_task)
+        episodes = self.evaluate(episodes_per_task, evaluation)
         return {"episodes": [EpisodeResult(e.task, e.ret, e.success) for e in episodes], "before": before,
                 "after": self.counters(), "weights_version": self.weights_version}
 

@@ -190,7 +190,6 @@ class Trainer:
         # EpisodeResults so far, "weights": (version, handle), "targets", "at": the counters when started}.
         self._evals: dict[int, dict] = {}
         self._eval_pending: dict = {}  # in-flight evaluation call -> (evaluation id, eval group, episodes per task)
-        self._evals_started = 0
         self._local_workers: dict[int, object] = {}  # eval group -> its in-driver stand-in
         self._explore_pending: dict = {}  # in-flight exploration call -> explorer
         self._call_started: dict = {}  # in-flight rollout call -> when it was sent (rollout.call_timeout_s)
@@ -203,6 +202,8 @@ class Trainer:
             self._place()
             if resume:
                 restored = self._restore_store()
+                if self.state.replay_rng is not None:  # the sampling stream goes on where it was
+                    self._do(self.replay, "set_rng_state", self.state.replay_rng)
                 if self.resume_from is not None:
                     self.state.updates = self._do(self.learner, "load", str(self.resume_from))
                 print(f"resumed {self.run_dir}: {self.state.updates} updates, {restored} episodes restored",
@@ -342,6 +343,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self._do(self.learner, "save", str(tmp))
+        self.state.replay_rng = self._do(self.replay, "rng_state")
         manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                     for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json_atomic(tmp / "run_state.json", {**self.state.to_dict(), MANIFEST_KEY: manifest})
@@ -592,8 +594,8 @@ class Trainer:
         that are down."""
         if self._weights[0] != self.state.updates:  # the newest publication is older than these updates
             self._weights = self._do(self.learner, "publish")
-        eid = self._evals_started
-        self._evals_started += 1
+        eid = self.state.evaluations
+        self.state.evaluations += 1
         version, box = self._weights
         targets = self.targets(self._replay_stats, "eval")
         self._evals[eid] = {"left": len(self.evaluators), "episodes": [], "weights": self._weights,
@@ -601,7 +603,7 @@ class Trainer:
         down = []
         for i, actor in enumerate(self.evaluators):
             if self.health.up(actor):
-                call = self.ex.call(actor, "evaluate_with", episodes, version, box, targets)
+                call = self.ex.call(actor, "evaluate_with", episodes, version, box, targets, eid)
                 self._eval_pending[self._sent(call)] = (eid, i, episodes)
             else:
                 down.append(i)
@@ -611,7 +613,7 @@ class Trainer:
     def _evaluate_in_driver(self, eid: int, i: int, episodes: int) -> dict:
         """Eval group i's share of evaluation `eid`, run here (blocking): its actor is down."""
         ev = self._evals[eid]
-        return self._local_worker(i).evaluate_with(episodes, *ev["weights"], ev["targets"])
+        return self._local_worker(i).evaluate_with(episodes, *ev["weights"], ev["targets"], eid)
 
     def _eval_done(self, ref) -> None:
         eid, i, episodes = self._eval_pending.pop(ref)

@@ -191,3 +191,42 @@ def test_sigterm_ends_in_a_checkpoint_and_a_terminated_summary(tmp_path):
     assert "status failed (terminated)" in out and "Traceback" not in out
     newest = sorted((run_dir / "checkpoints").glob("ckpt-*"))[-1]
     assert int(newest.name.split("-")[1]) == summary["learner_updates"]  # the final checkpoint is the stop's
+
+
+def test_a_resumed_serial_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    # Stopped at the checkpoint of 200 updates (pretraining, after the evaluation at 150) and
+    # resumed: the same batches (the replay store's sampling stream is checkpointed), the same
+    # evaluation episodes (named by the evaluation's number, which is checkpointed too), the
+    # same weights, so the same evaluations and the same final scores.
+    import torch
+
+    from frontier.distributed.trainer import Trainer
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # the thread governor's ceiling: one thread
+    torch.set_num_threads(1)
+    cfg = config.from_dict(TINY)
+    for name in ("whole", "parts"):
+        (tmp_path / name).mkdir()
+    whole = SerialRunner(cfg, tmp_path / "whole", live=False).run()
+
+    original = Trainer.checkpoint
+    stopped = []
+
+    def stop_once(self):
+        path = original(self)
+        if self.state.updates == 200 and not stopped:
+            stopped.append(path)
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(Trainer, "checkpoint", stop_once)
+    first = SerialRunner(cfg, tmp_path / "parts", live=False).run()
+    assert first["stop_reason"] == "interrupted" and first["learner_updates"] == 200
+    resumed = SerialRunner(cfg, tmp_path / "parts", resume=True, live=False).run()
+    assert resumed["status"] == "finished" and resumed["learner_updates"] == 300
+
+    def evals(run_dir):
+        return [(e["updates"], e["returns"]) for e in map(json.loads, (run_dir / "evals.jsonl").read_text().splitlines())]
+
+    assert evals(tmp_path / "parts") == evals(tmp_path / "whole")
+    assert resumed["tasks"] == whole["tasks"]
