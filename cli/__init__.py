@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from frontier import __version__
 from frontier.cli import bench, collect, compare, evaluate, experts, tasks, train
 from frontier.distributed.errors import USAGE_ERROR, UsageError
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one Decision-Transformer agent on many control tasks (Ray actors, online fine-tuning), "
                     "and measure it against specialists.",
     )
+    p.add_argument("--version", action="version", version=f"frontier {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)

@@ -53,6 +53,8 @@ def cmd_train(args) -> int:
         cfg, run_dir = _load_config(args)
     except ValueError as e:
         raise UsageError(str(e))
+    if args.strict and not args.resume:
+        raise UsageError("--strict applies to --resume RUN_DIR (an unreadable replay shard stops the resume)")
     if args.serial and args.address:
         raise UsageError("--serial runs in one process without Ray; it cannot take --address")
     created = not run_dir.exists()

@@ -15,6 +15,7 @@ import TaskSpec`) is told in its error what to write instead.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import importlib.util
 import linecache
@@ -134,11 +135,13 @@ def all_tasks() -> dict[str, TaskSpec]:
 
 
 def get_task(name: str) -> TaskSpec:
-    """The task called `name` (KeyError listing the known names if there is none)."""
+    """The task called `name` (KeyError naming the closest known names if there is none)."""
     tasks = all_tasks()
     if name not in tasks:
+        close = difflib.get_close_matches(name, tasks, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         broken = "".join(f"; plugin {p!r} failed to load: {e}" for p, e in sorted(_plugin_errors.items()))
-        raise KeyError(f"unknown task {name!r} (known: {', '.join(sorted(tasks))}){broken}")
+        raise KeyError(f"unknown task {name!r} ({hint}`frontier tasks` lists all {len(tasks)}){broken}")
     return tasks[name]
 
 

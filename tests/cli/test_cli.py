@@ -19,6 +19,14 @@ def cfg_file(tmp_path):
     return p
 
 
+def test_version(capsys):
+    from frontier import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"frontier {__version__}"
+
+
 @pytest.mark.parametrize("args, needle", [
     (["train", "{dir}/missing.yaml", "--serial", "--out", "{dir}/run"], "config file not found"),
     (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "tasks=[NoSuchTask-v0]"], "unknown task 'NoSuchTask-v0'"),
@@ -31,6 +39,9 @@ def cfg_file(tmp_path):
     (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "experts.source=dataset:{dir}/no-such-data"],
      "experts for CartPole-v1:"),
     (["train", "--resume", "{dir}"], "not a run directory"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--strict"], "--strict applies to --resume"),
+    (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "tasks=[Cartpole-v1]"],
+     "unknown task 'Cartpole-v1' (did you mean 'CartPole-v1'?"),
     (["eval", "{dir}"], "not a run directory"),
 ])
 def test_bad_input_one_line(cfg_file, tmp_path, capsys, args, needle):

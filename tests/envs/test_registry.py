@@ -34,8 +34,11 @@ def test_builtins_registered_and_looked_up():
     assert registry.all_tasks() is tasks  # discovered once, cached
 
 
-def test_unknown_task_lists_known_names():
-    with pytest.raises(KeyError, match=r"unknown task 'NoSuchTask-v0' \(known: .*CartPole-v1"):
+def test_unknown_task_names_the_closest_in_one_short_line():
+    with pytest.raises(KeyError, match=r"unknown task 'Cartpole-v1' \(did you mean 'CartPole-v1'\? `frontier tasks` lists all \d+\)") as e:
+        registry.get_task("Cartpole-v1")
+    assert len(str(e.value)) < 200  # not every known name
+    with pytest.raises(KeyError, match=r"unknown task 'NoSuchTask-v0' \(`frontier tasks` lists all"):
         registry.get_task("NoSuchTask-v0")
 
 
