@@ -6,6 +6,7 @@ by the dataclasses themselves (`__post_init__`), so a `RunConfig` built in code 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -299,7 +300,8 @@ def to_dict(cfg: RunConfig) -> dict:
 
 
 def from_dict(data: dict, overrides: list[str] = ()) -> RunConfig:
-    data = dict(data)
+    """A checked RunConfig from a mapping and `key=value` overrides; `data` is left as it was."""
+    data = copy.deepcopy(data)
     for text in overrides:
         key, value = parse_override(text)
         _set_path(data, key, value)

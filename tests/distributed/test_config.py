@@ -91,3 +91,10 @@ def test_a_config_built_in_code_is_checked_too():
         RunConfig(tasks=["CartPole-v1"], experts=config.ExpertConfig(sources={"Hopper-v5": "rl"}))
     with pytest.raises(ValueError, match="config key 'tasks' lists a task twice"):
         RunConfig(tasks=["CartPole-v1", "CartPole-v1"])
+
+
+def test_overrides_leave_the_given_mapping_as_it_was():
+    data = {"tasks": ["CartPole-v1"], "train": {"online_updates": 50}}
+    cfg = config.from_dict(data, ["train.online_updates=100", "train.batch_size=8"])
+    assert cfg.train.online_updates == 100 and cfg.train.batch_size == 8
+    assert data == {"tasks": ["CartPole-v1"], "train": {"online_updates": 50}}
