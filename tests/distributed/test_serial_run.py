@@ -1,4 +1,5 @@
 """End to end without Ray: expert data, offline pretraining, online fine-tuning, a score that learned."""
+import copy
 import json
 
 import pytest
@@ -75,7 +76,8 @@ def test_run_directory_contents(finished_run):
 def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     run_dir, summary = finished_run
     episodes_before = sum(len(eps) for _, eps, _ in read_shards(run_dir / "replay"))
-    more = config.from_dict(TINY, ["train.online_updates=100"])
+    # from_dict sets an override into the sections it is given: a copy, so TINY stays as it is for the next tests.
+    more = config.from_dict(copy.deepcopy(TINY), ["train.online_updates=100"])
     runner = SerialRunner(more, run_dir, resume=True, live=False)
     assert runner.learner.learner.updates == 300
     stats = runner.replay.stats().values()
