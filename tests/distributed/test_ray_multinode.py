@@ -142,9 +142,10 @@ def test_losing_a_worker_node_mid_run(nodes, make_runner, tiny_config, tmp_path)
     # reporting back) is in replay/, read back from disk.
     stats = ray.get(runner.replay.stats.remote())
     on_disk = [e for _, eps, _ in read_shards(tmp_path / "replay") for e in eps]
-    assert len(on_disk) == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes
+    stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
+    assert len(on_disk) == stored >= runner.acknowledged_episodes
     for task in cfg.tasks:
-        assert sum(e.task == task for e in on_disk) == stats[task]["added_episodes"]
+        assert sum(e.task == task for e in on_disk) == stats[task]["added_episodes"] + stats[task]["holdout_episodes"]
 
 
 def test_no_capacity_left_for_the_lost_actors(nodes, make_runner, tiny_config, tmp_path, capsys):

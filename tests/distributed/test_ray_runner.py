@@ -86,7 +86,8 @@ def test_short_run_writes_summary_tensorboard_and_replay(tiny_config, tmp_path):
     # Every episode the store acknowledged is on disk.
     stats = ray.get(runner.replay.stats.remote())
     on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
-    assert on_disk == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes > 0
+    stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
+    assert on_disk == stored >= runner.acknowledged_episodes > 0
 
 
 def test_exploration_weights_version_advances(tiny_config, tmp_path):
@@ -172,7 +173,8 @@ def test_sigkilled_learner_or_replay_store_is_rebuilt_and_run_completes(tiny_con
     # The rebuilt store holds every episode in replay/, which holds every acknowledged one.
     stats = ray.get(runner.replay.stats.remote())
     on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
-    assert on_disk == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes > 0
+    stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
+    assert on_disk == stored >= runner.acknowledged_episodes > 0
     # Exploration went on after the rebuild, with the rebuilt learner's weights.
     assert max(v for _, v in runner.explore_versions) > killed["updates"]
 
