@@ -79,8 +79,8 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     # from_dict sets an override into the sections it is given: a copy, so TINY stays as it is for the next tests.
     more = config.from_dict(copy.deepcopy(TINY), ["train.online_updates=100"])
     runner = SerialRunner(more, run_dir, resume=True, live=False)
-    assert runner.learner.learner.updates == 300
-    stats = runner.replay.stats().values()
+    assert runner.learner.target.learner.updates == 300
+    stats = runner.replay.target.stats().values()
     assert sum(s["episodes"] + s["holdout_episodes"] for s in stats) == episodes_before
     assert all(s["holdout_episodes"] >= 1 for s in stats)  # the same ones held out again
     resumed = runner.run()
@@ -105,7 +105,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_pat
     err = capsys.readouterr().err
     assert f"resume: skipping checkpoint {newest.name}:" in err and len(err.strip().splitlines()) == 1
     updates = int(previous.name.split("-")[1])
-    assert runner.resume_from == previous and runner.learner.learner.updates == runner.state.updates == updates
+    assert runner.resume_from == previous and runner.learner.target.learner.updates == runner.state.updates == updates
     runner.monitor.close()
 
 
