@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from frontier.distributed.config import RunConfig
+from frontier.distributed.executor import (Handle, LearnerHandle, LearnerSpec, ReplayHandle, RolloutHandle,
+                                           RolloutSpec)
 from frontier.distributed.learner_service import LearnerService
 from frontier.distributed.replay import ReplayStore
 from frontier.distributed.rollout import RolloutService
@@ -79,7 +81,7 @@ class GovernedLearner(LearnerService):
 
 
 class LocalExecutor:
-    """Executor of a run in this process (see distributed/trainer.py for the interface)."""
+    """Executor of a run in this process (distributed/executor.py: Executor)."""
 
     remote = False
     LOST: tuple = ()  # nothing here is lost without the run failing
@@ -100,24 +102,25 @@ class LocalExecutor:
 
     # -- placement -----------------------------------------------------------------------
 
-    def replay_store(self, *args, **kwargs) -> ReplayStore:
-        return ReplayStore(*args, **kwargs)
+    def replay_store(self, *args, **kwargs) -> ReplayHandle:
+        return ReplayHandle(self, ReplayStore(*args, **kwargs))
 
-    def learner_service(self, replay: ReplayStore, model_cfg, infos, learner_cfg, seed: int, batch_size: int,
-                        weights_every: int, frozen_trunk: bool) -> LearnerService:
+    def learner_service(self, replay: ReplayHandle, spec: LearnerSpec) -> LearnerHandle:
         # Batches sampled when needed (prefetch=0): one thread, each batch sees the data added before it.
-        return GovernedLearner(model_cfg, infos, learner_cfg, seed, replay.sample, lambda weights: weights,
-                               batch_size, weights_every, prefetch=0, frozen_trunk=frozen_trunk)
+        return LearnerHandle(self, spec.build(GovernedLearner, replay.target.sample, lambda weights: weights,
+                                              prefetch=0))
 
-    def rollout_service(self, args: tuple) -> RolloutService:
-        return RolloutService(*args)
+    def rollout_service(self, spec: RolloutSpec) -> RolloutHandle:
+        return RolloutHandle(self, self.local_service(spec))
 
-    local_service = rollout_service
+    def local_service(self, spec: RolloutSpec) -> RolloutService:
+        return spec.build(RolloutService)
 
     # -- calls ---------------------------------------------------------------------------
 
-    def call(self, target, method: str, *args) -> Call:
-        c = Call(getattr(target, method), args, atomic=isinstance(target, LearnerService))
+    def _call(self, target, fn, *args) -> Call:
+        """Queue `fn` (a component's method) of `target`, the target's own override of it."""
+        c = Call(getattr(target, fn.__name__), args, atomic=isinstance(target, LearnerService))
         self._queue.append(c)
         return c
 
@@ -147,16 +150,16 @@ class LocalExecutor:
         if c in self._queue:
             self._queue.remove(c)
 
-    def kill(self, target, restart: bool) -> None:
+    def kill(self, handle: Handle, restart: bool) -> None:
         raise NotImplementedError("nothing in process is killed: its faults fail the run")
 
-    def dead(self, target) -> bool:
+    def dead(self, handle: Handle) -> bool:
         return False
 
-    def actor_state(self, target) -> str:
+    def actor_state(self, handle: Handle) -> str:
         return "ALIVE"
 
-    def restarts(self, target) -> int:
+    def restarts(self, handle: Handle) -> int:
         return 0
 
 

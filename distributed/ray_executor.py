@@ -26,6 +26,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
 
 from frontier.distributed.config import RunConfig
+from frontier.distributed.executor import (Handle, LearnerHandle, LearnerSpec, ReplayHandle, RolloutHandle,
+                                           RolloutSpec)
 from frontier.distributed.learner_service import LearnerService
 from frontier.distributed.replay import ReplayStore
 from frontier.distributed.rollout import RolloutService
@@ -90,8 +92,8 @@ def check_reachable(address: str) -> None:
 
 
 class RayExecutor:
-    """Executor of a run on a Ray cluster, or on an embedded local instance (see
-    distributed/trainer.py for the interface)."""
+    """Executor of a run on a Ray cluster, or on an embedded local instance (distributed/executor.py:
+    Executor)."""
 
     remote = True
     # How a call fails when its actor is lost: Ray's error, or the trainer's cancellation (stranded calls).
@@ -141,30 +143,29 @@ class RayExecutor:
             return {}
         return {LEARNER_RESOURCE: LEARNER_SLIVER} if kind == "learner" else {ROLLOUT_RESOURCE: 1}
 
-    def replay_store(self, *args, **kwargs):
-        return ray.remote(num_cpus=0, max_concurrency=8, resources=self._resources("learner"))(ReplayStore).remote(
-            *args, **kwargs)
+    def replay_store(self, *args, **kwargs) -> ReplayHandle:
+        cls = ray.remote(num_cpus=0, max_concurrency=8, resources=self._resources("learner"))(ReplayStore)
+        return ReplayHandle(self, cls.remote(*args, **kwargs))
 
-    def learner_service(self, replay, model_cfg, infos, learner_cfg, seed: int, batch_size: int,
-                        weights_every: int, frozen_trunk: bool):
+    def learner_service(self, replay: ReplayHandle, spec: LearnerSpec) -> LearnerHandle:
         gpu = ray.cluster_resources().get("GPU", 0) >= 1
         cls = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, resources=self._resources("learner"))(LearnerService)
-        return cls.remote(model_cfg, infos, learner_cfg, seed, partial(sample_from, replay), ray.put,
-                          batch_size, weights_every, frozen_trunk=frozen_trunk)
+        return LearnerHandle(self, spec.build(cls.remote, partial(sample_from, replay.target), ray.put))
 
-    def rollout_service(self, args: tuple):
+    def rollout_service(self, spec: RolloutSpec) -> RolloutHandle:
         cls = ray.remote(num_cpus=1, resources=self._resources("rollout"), max_restarts=-1, max_task_retries=0,
                          scheduling_strategy="SPREAD")(RayRolloutWorker)
-        return cls.remote(*args)
+        return RolloutHandle(self, spec.build(cls.remote))
 
-    def local_service(self, args: tuple) -> RayRolloutWorker:
+    def local_service(self, spec: RolloutSpec) -> RayRolloutWorker:
         """An in-driver stand-in for a rollout actor that is down."""
-        return RayRolloutWorker(*args)
+        return spec.build(RayRolloutWorker)
 
     # -- calls ---------------------------------------------------------------------------
 
-    def call(self, actor, method: str, *args):
-        return getattr(actor, method).remote(*args)
+    def _call(self, actor, fn, *args):
+        """`fn` (a component's method) of `actor`, sent: actor.<fn>.remote(*args)."""
+        return getattr(actor, fn.__name__).remote(*args)
 
     def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None) -> tuple[list, list]:
         return ray.wait(refs, num_returns=num_returns, timeout=timeout)
@@ -175,24 +176,24 @@ class RayExecutor:
     def cancel(self, ref) -> None:
         ray.cancel(ref)
 
-    def kill(self, actor, restart: bool) -> None:
-        ray.kill(actor, no_restart=not restart)
+    def kill(self, handle: Handle, restart: bool) -> None:
+        ray.kill(handle.target, no_restart=not restart)
 
-    def dead(self, actor) -> bool:
-        """Whether a no-op call to `actor` fails (Ray shows it dead); a busy actor is alive."""
+    def dead(self, handle: Handle) -> bool:
+        """Whether a no-op call to the actor fails (Ray shows it dead); a busy actor is alive."""
         try:
-            ray.get(actor.__ray_ready__.remote(), timeout=READY_TIMEOUT_S)
+            ray.get(handle.target.__ray_ready__.remote(), timeout=READY_TIMEOUT_S)
         except RayActorError:
             return True
         except GetTimeoutError:  # alive, busy with a long call
             pass
         return False
 
-    def actor_state(self, actor) -> str:
-        return gcs_actor(actor)["State"]
+    def actor_state(self, handle: Handle) -> str:
+        return gcs_actor(handle.target)["State"]
 
-    def restarts(self, actor) -> int:
-        return gcs_actor(actor)["NumRestarts"]
+    def restarts(self, handle: Handle) -> int:
+        return gcs_actor(handle.target)["NumRestarts"]
 
 
 class RayRunner(Trainer):

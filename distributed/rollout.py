@@ -67,9 +67,6 @@ class RolloutWorker:
         self.policy.load_weights(weights)
         self.weights_version = version
 
-    def get_weights_version(self) -> int:
-        return self.weights_version
-
     def set_targets(self, targets: dict[str, float | None]) -> None:
         """Condition episodes started from now on on these returns ({task name: target}; None: the
         model's return head's prediction for each episode's first observation) instead of the

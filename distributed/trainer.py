@@ -6,10 +6,12 @@
 
 `Trainer` owns the schedule: expert collection, observation statistics, offline pretraining,
 online rounds, evaluations, checkpoints, the wall and FLOPs budgets, init_from, evals.jsonl,
-TensorBoard and summary.json. The executor only places the components (replay store, learner
-service, rollout services) and carries the calls to them: `call` returns a handle, `wait` and
-`get` as Ray's. In process a call runs when it is waited for, in the order calls were made, so
-a serial run is the same schedule done one step at a time; on Ray the calls run at once.
+TensorBoard and summary.json. The executor (distributed/executor.py: Executor) only places the
+components (replay store, learner service, rollout services) and carries the calls to them: it
+hands back a typed handle per component whose methods send that component's calls
+(`self.learner.train(n, left)`) and return calls in flight, for `wait` and `get` as Ray's. In
+process a call runs when it is waited for, in the order calls were made, so a serial run is the
+same schedule done one step at a time; on Ray the calls run at once.
 
 Flow: experts -> observation statistics -> offline pretraining -> online: every exploration
 worker collects `explore_steps_per_round` env steps per call (whole episodes, straight to the
@@ -69,6 +71,7 @@ from frontier.distributed.config import RunConfig
 from frontier.distributed.driver import (KEEP_CHECKPOINTS, MANIFEST_KEY, RunState, Terminated, data_targets,
                                 latest_checkpoint, observation_stats, one_line_error, resolve_tasks,
                                 return_stats)
+from frontier.distributed.executor import Executor, LearnerSpec, RolloutHandle, RolloutSpec
 from frontier.distributed.monitor import Monitor, write_json_atomic
 from frontier.envs.references import reference_returns
 from frontier.envs.seeding import stream_seed
@@ -94,7 +97,7 @@ def _next_multiple(n: int, k: int) -> int:
 class RolloutHealth:
     """Which rollout actors are up: the one place the trainer asks before it gives one work.
 
-        health = RolloutHealth(executor, {actor: "explore-0", ...})
+        health = RolloutHealth(executor, {actor: "explore-0", ...})   # RolloutHandle -> name
         health.lost(actor, "ActorUnavailableError")  # True (and one line) if it was up
         health.up(actor)
         health.restored()          # actors whose probe answered since the last look: up again
@@ -103,7 +106,7 @@ class RolloutHealth:
     A lost actor is probed with `pid` every PROBE_S; `restored` never blocks.
     """
 
-    def __init__(self, executor, names: dict):
+    def __init__(self, executor: Executor, names: dict[RolloutHandle, str]):
         self.ex = executor
         self.names = names  # actor handle -> name in the trainer's lines
         self._probes: dict = {}  # lost actor -> (its probe in flight or None, when to send the next)
@@ -137,7 +140,7 @@ class RolloutHealth:
         for actor, (probe, due) in list(self._probes.items()):
             if probe is None:
                 if now >= due:
-                    self._probes[actor] = (self.ex.call(actor, "pid"), due)
+                    self._probes[actor] = (actor.pid(), due)
                 continue
             if probe not in ready:
                 continue
@@ -156,8 +159,8 @@ class Trainer:
     """The run: its directory, counters, checkpoints, monitoring, summary.json, and the schedule,
     over `executor` (see the module docstring)."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, executor, resume: bool = False, live: bool | None = None,
-                 strict: bool = False):
+    def __init__(self, cfg: RunConfig, run_dir: Path, executor: Executor, resume: bool = False,
+                 live: bool | None = None, strict: bool = False):
         self.cfg = cfg
         self.ex = executor
         self.strict = strict  # --resume: an unreadable replay shard stops the run instead of being quarantined
@@ -181,8 +184,8 @@ class Trainer:
                                live=live)
         self._t0 = time.monotonic() - self.state.wall_s
         self._last_summary = 0.0
-        self.explorers: list = []
-        self.evaluators: list = []
+        self.explorers: list[RolloutHandle] = []
+        self.evaluators: list[RolloutHandle] = []
         self.acknowledged_episodes = 0  # episodes the replay store acknowledged
         self.explore_versions: list[tuple[int, int]] = []  # (explorer, weights version) per exploration chunk
         self._train = None  # the learner's in-flight train call, if any
@@ -203,9 +206,9 @@ class Trainer:
             if resume:
                 restored = self._restore_store()
                 if self.state.replay_rng is not None:  # the sampling stream goes on where it was
-                    self._do(self.replay, "set_rng_state", self.state.replay_rng)
+                    self._do(self.replay.set_rng_state(self.state.replay_rng))
                 if self.resume_from is not None:
-                    self.state.updates = self._do(self.learner, "load", str(self.resume_from))
+                    self.state.updates = self._do(self.learner.load(str(self.resume_from)))
                 print(f"resumed {self.run_dir}: {self.state.updates} updates, {restored} episodes restored",
                       flush=True)
         except BaseException:
@@ -223,9 +226,9 @@ class Trainer:
     def wall_s(self) -> float:
         return time.monotonic() - self._t0
 
-    def _do(self, actor, method: str, *args):
-        """Call `method` of `actor` and wait for its result."""
-        return self.ex.get(self.ex.call(actor, method, *args))
+    def _do(self, call):
+        """Wait for `call` (a handle's call: `self._do(self.replay.stats())`); its result."""
+        return self.ex.get(call)
 
     def vector_tasks(self) -> list[int]:
         """Indices of the tasks with vector observations (normalized with the expert data's statistics)."""
@@ -246,29 +249,31 @@ class Trainer:
         learner_cfg = cfg.learner
         if not learner_cfg.decay_updates:  # the schedule's decay spans the offline phase
             learner_cfg = dataclasses.replace(learner_cfg, decay_updates=cfg.train.pretrain_updates)
-        self.learner = self.ex.learner_service(self.replay, cfg.model, self.infos, learner_cfg, cfg.seed,
-                                               cfg.train.batch_size, cfg.rollout.weights_every,
-                                               frozen_trunk=cfg.train.freeze_trunk)
+        self.learner = self.ex.learner_service(self.replay, LearnerSpec(
+            cfg.model, self.infos, learner_cfg, cfg.seed, cfg.train.batch_size, cfg.rollout.weights_every,
+            frozen_trunk=cfg.train.freeze_trunk))
 
-    def _explore_args(self, i: int) -> tuple:
+    def _explore_spec(self, i: int) -> RolloutSpec:
+        """Explorer i's worker: every task, envs_per_worker rounded up to a multiple of the tasks."""
         cfg = self.cfg
         n = len(cfg.tasks)
         per_worker = max(1, math.ceil(cfg.rollout.envs_per_worker / n)) * n
-        return cfg.tasks, cfg.tasks, cfg.model, "explore", per_worker, cfg.seed, i
+        return RolloutSpec(cfg.tasks, cfg.model, "explore", per_worker, cfg.seed, worker_index=i)
 
-    def _eval_args(self, i: int) -> tuple:
+    def _eval_spec(self, i: int) -> RolloutSpec:
         """Eval group i's worker: every evaluation episode of its tasks side by side (one batched
         forward per step)."""
         cfg = self.cfg
         group = cfg.tasks[i::cfg.rollout.eval_workers]
         episodes = max(cfg.train.eval_episodes, cfg.train.final_eval_episodes)
-        return group, cfg.tasks, cfg.model, "eval", episodes * len(group), cfg.seed, cfg.rollout.explore_workers + i
+        return RolloutSpec(cfg.tasks, cfg.model, "eval", episodes * len(group), cfg.seed,
+                           worker_index=cfg.rollout.explore_workers + i, tasks=group)
 
     def _start_rollouts(self) -> None:
         r = self.cfg.rollout
-        self.explorers = [self.ex.rollout_service(self._explore_args(i)) for i in range(r.explore_workers)]
+        self.explorers = [self.ex.rollout_service(self._explore_spec(i)) for i in range(r.explore_workers)]
         # Eval workers split the tasks between them.
-        self.evaluators = [self.ex.rollout_service(self._eval_args(i))
+        self.evaluators = [self.ex.rollout_service(self._eval_spec(i))
                            for i in range(min(r.eval_workers, len(self.cfg.tasks)))]
         self.health = RolloutHealth(self.ex, {**{a: f"explore-{i}" for i, a in enumerate(self.explorers)},
                                               **{a: f"eval-{i}" for i, a in enumerate(self.evaluators)}})
@@ -276,12 +281,12 @@ class Trainer:
     def _local_worker(self, i: int):
         """Eval group i's in-driver stand-in (built once), for work whose actor is down."""
         if i not in self._local_workers:
-            self._local_workers[i] = self.ex.local_service(self._eval_args(i))
+            self._local_workers[i] = self.ex.local_service(self._eval_spec(i))
         return self._local_workers[i]
 
     def _restore_store(self) -> int:
         """Refill the store from replay/ (after a crash or stop); returns the episodes restored."""
-        restored, quarantined = self._do(self.replay, "restore", self.strict)
+        restored, quarantined = self._do(self.replay.restore(self.strict))
         self.state.shards_quarantined += quarantined
         # Expert data acknowledged before a crash is in replay/: never collect it twice.
         self.state.experts_done |= any(v["offline_timesteps"] for v in self._replay_stats().values())
@@ -311,7 +316,7 @@ class Trainer:
         for key in LEARNER_COUNTERS:
             setattr(s, key, type(getattr(s, key))(saved.get(key, 0)))
         if ckpt is not None:
-            self._do(self.learner, "load", str(ckpt))
+            self._do(self.learner.load(str(ckpt)))
         self._needs_init = ckpt is None  # a checkpoint carries the statistics inside the model
         s.core_restores += 1
         s.updates_redone += updates_before - s.updates
@@ -342,8 +347,8 @@ class Trainer:
         tmp = root / f".tmp-{self.state.updates:08d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self._do(self.learner, "save", str(tmp))
-        self.state.replay_rng = self._do(self.replay, "rng_state")
+        self._do(self.learner.save(str(tmp)))
+        self.state.replay_rng = self._do(self.replay.rng_state())
         manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                     for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json_atomic(tmp / "run_state.json", {**self.state.to_dict(), MANIFEST_KEY: manifest})
@@ -449,7 +454,7 @@ class Trainer:
             self.write_summary("running")
 
     def _replay_stats(self) -> dict:
-        return self._do(self.replay, "stats")
+        return self._do(self.replay.stats())
 
     # -- rollout calls and faults --------------------------------------------------------
 
@@ -506,13 +511,13 @@ class Trainer:
         def submit(i: int) -> None:
             spec = self.specs[i]
             kind = cfg.experts.sources.get(spec.name, cfg.experts.source)
-            args = (self.replay, spec.name, kind, cfg.experts.episodes, stream_seed("expert", cfg.seed, spec.name))
+            args = (spec.name, kind, cfg.experts.episodes, stream_seed("expert", cfg.seed, spec.name))
             up = [a for a in self.explorers + self.evaluators if self.health.up(a)]
-            if not up:
-                book(kind, *self._local_worker(0).collect_expert_into(*args))
+            if not up:  # the in-driver worker writes into the store itself
+                book(kind, *self._local_worker(0).collect_expert_into(self.replay.target, *args))
                 return
             actor = up[i % len(up)]
-            pending[self._sent(self.ex.call(actor, "collect_expert_into", *args))] = (i, kind, actor)
+            pending[self._sent(actor.collect_expert_into(self.replay, *args))] = (i, kind, actor)
 
         for i in range(len(self.specs)):
             submit(i)
@@ -534,15 +539,15 @@ class Trainer:
 
     def initialize_learner(self) -> None:
         """What a checkpoint would carry: observation statistics from the store, and init_from."""
-        stats = {i: observation_stats(self._do(self.replay, "episodes", self.infos[i].name))
+        stats = {i: observation_stats(self._do(self.replay.episodes(self.infos[i].name)))
                  for i in self.vector_tasks()}
-        self._do(self.learner, "set_observation_stats", stats)
+        self._do(self.learner.set_observation_stats(stats))
         if self.cfg.model.return_head:
-            self._do(self.learner, "set_return_stats",
-                     {i: return_stats(self._do(self.replay, "episodes", t.name), t.reward_scale)
-                      for i, t in enumerate(self.infos)})
+            self._do(self.learner.set_return_stats(
+                {i: return_stats(self._do(self.replay.episodes(t.name)), t.reward_scale)
+                 for i, t in enumerate(self.infos)}))
         if self.cfg.init_from:
-            self._do(self.learner, "init_from", self.cfg.init_from, self.cfg.init_task_map)
+            self._do(self.learner.init_from(self.cfg.init_from, self.cfg.init_task_map))
 
     def _chunk(self) -> int:
         """Updates in the next train call: up to the next weights, evaluation, checkpoint, round or
@@ -560,7 +565,7 @@ class Trainer:
     def _start_train(self) -> None:
         budget = self.cfg.train.max_learner_flops
         left = budget - self.state.learner_flops if budget else None
-        self._train = self.ex.call(self.learner, "train", self._chunk(), left)
+        self._train = self.learner.train(self._chunk(), left)
 
     def _trained(self, result: dict, phase: str, schedule: bool = True) -> None:
         """Book the finished train call; evaluate and checkpoint on their schedules (unless not `schedule`)."""
@@ -593,7 +598,7 @@ class Trainer:
         busy with an earlier one takes it next); the driver evaluates the groups of the actors
         that are down."""
         if self._weights[0] != self.state.updates:  # the newest publication is older than these updates
-            self._weights = self._do(self.learner, "publish")
+            self._weights = self._do(self.learner.publish())
         eid = self.state.evaluations
         self.state.evaluations += 1
         version, box = self._weights
@@ -603,7 +608,7 @@ class Trainer:
         down = []
         for i, actor in enumerate(self.evaluators):
             if self.health.up(actor):
-                call = self.ex.call(actor, "evaluate_with", episodes, version, box, targets, eid)
+                call = actor.evaluate_with(episodes, version, box, targets, eid)
                 self._eval_pending[self._sent(call)] = (eid, i, episodes)
             else:
                 down.append(i)
@@ -664,8 +669,8 @@ class Trainer:
 
     def _start_explore(self, i: int) -> None:
         version, box = self._weights
-        call = self.ex.call(self.explorers[i], "collect_into", self.replay, self.cfg.train.explore_steps_per_round,
-                            version, box, self.targets(self._replay_stats, "explore"))
+        call = self.explorers[i].collect_into(self.replay, self.cfg.train.explore_steps_per_round, version, box,
+                                              self.targets(self._replay_stats, "explore"))
         self._explore_pending[self._sent(call)] = i
 
     def _may_explore(self) -> bool:
@@ -750,7 +755,7 @@ class Trainer:
     def _stop_actors(self) -> None:
         if hasattr(self, "learner") and self.ex.connected():
             try:
-                self.ex.get(self.ex.call(self.learner, "stop"), timeout=10)
+                self.ex.get(self.learner.stop(), timeout=10)
             except Exception:  # the learner is gone already: nothing to stop
                 pass
 
@@ -785,8 +790,8 @@ class Trainer:
         if self._needs_init:
             self.initialize_learner()
             self._needs_init = False
-        self._do(self.learner, "set_holdout", self._do(self.replay, "holdout"), cfg.train.val_every)
-        self._weights = self._do(self.learner, "weights")
+        self._do(self.learner.set_holdout(self._do(self.replay.holdout()), cfg.train.val_every))
+        self._weights = self._do(self.learner.weights())
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).
         while s.updates < cfg.train.pretrain_updates and not self.out_of_budget():
@@ -796,7 +801,7 @@ class Trainer:
 
         # Online: exploration workers and the learner run at the same time, from the moment
         # every explorer is up (else early updates would train on expert data alone).
-        probes = {self.ex.call(a, "pid"): a for a in self.explorers if self.health.up(a)}
+        probes = {a.pid(): a for a in self.explorers if self.health.up(a)}
         while probes:
             ready, _ = self.ex.wait(list(probes), num_returns=len(probes), timeout=POLL_S)
             for ref in ready:
@@ -829,7 +834,7 @@ class Trainer:
             self._tick("online")
 
         self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
-        self._weights = self._do(self.learner, "publish")
+        self._weights = self._do(self.learner.publish())
         self.evaluate(cfg.train.final_eval_episodes)
         self.monitor.replay(self._replay_stats(), s.env_steps)
-        self._do(self.learner, "export_weights", str(self.run_dir / "model.safetensors"))
+        self._do(self.learner.export_weights(str(self.run_dir / "model.safetensors")))

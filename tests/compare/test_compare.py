@@ -289,7 +289,7 @@ def test_freeze_trunk_trains_only_per_task_modules(tmp_path, tiny_config):
     cfg = tiny_config("train.pretrain_updates=5", "train.online_updates=0", "train.freeze_trunk=true")
     (tmp_path / "run").mkdir()
     runner = SerialRunner(cfg, tmp_path / "run", live=False)
-    model = runner.learner.learner.model
+    model = runner.learner.target.learner.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     runner.run()
     after = model.state_dict()

@@ -68,7 +68,7 @@ def make_runner(nodes):
     yield make
     for r in runners:
         for actor in [*r.explorers, *r.evaluators, r.learner, r.replay]:
-            ray.kill(actor, no_restart=True)
+            ray.kill(actor.target, no_restart=True)
 
 
 def online(runner, cfg) -> bool:
@@ -85,7 +85,7 @@ def wait_for(condition, seconds: float = 120) -> bool:
 
 
 def node_of(actor) -> str:
-    return ray.get(actor.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id()))
+    return ray.get(actor.target.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id()))
 
 
 def node_once_up(actor, seconds: float = 60) -> str | None:
@@ -93,7 +93,7 @@ def node_once_up(actor, seconds: float = 60) -> str | None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            return ray.get(actor.node_id.remote())
+            return ray.get(actor.target.node_id.remote())
         except RayActorError:
             time.sleep(0.5)
     return None
@@ -122,7 +122,7 @@ def test_losing_a_worker_node_mid_run(nodes, make_runner, tiny_config, tmp_path)
 
     def remove_node_when_online():
         if wait_for(lambda: online(runner, cfg)):
-            node_id = ray.get(runner.explorers[0].node_id.remote())
+            node_id = ray.get(runner.explorers[0].target.node_id.remote())
             node = next(w for w in nodes.workers if w.node_id == node_id)
             removed["updates"] = runner.state.updates
             nodes.remove(node)
@@ -140,11 +140,12 @@ def test_losing_a_worker_node_mid_run(nodes, make_runner, tiny_config, tmp_path)
     assert node_once_up(runner.explorers[0]) in {w.node_id for w in nodes.workers}
     # Every episode the store acknowledged (to the driver or to an actor that died before
     # reporting back) is in replay/, read back from disk.
-    stats = ray.get(runner.replay.stats.remote())
+    stats = ray.get(runner.replay.stats())
     on_disk = [e for _, eps, _ in read_shards(tmp_path / "replay") for e in eps]
-    assert len(on_disk) == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes
+    stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
+    assert len(on_disk) == stored >= runner.acknowledged_episodes
     for task in cfg.tasks:
-        assert sum(e.task == task for e in on_disk) == stats[task]["added_episodes"]
+        assert sum(e.task == task for e in on_disk) == stats[task]["added_episodes"] + stats[task]["holdout_episodes"]
 
 
 def test_no_capacity_left_for_the_lost_actors(nodes, make_runner, tiny_config, tmp_path, capsys):

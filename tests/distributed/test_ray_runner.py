@@ -84,9 +84,10 @@ def test_short_run_writes_summary_tensorboard_and_replay(tiny_config, tmp_path):
     assert any(t.startswith("loss/") for t in tags)
 
     # Every episode the store acknowledged is on disk.
-    stats = ray.get(runner.replay.stats.remote())
+    stats = ray.get(runner.replay.stats())
     on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
-    assert on_disk == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes > 0
+    stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
+    assert on_disk == stored >= runner.acknowledged_episodes > 0
 
 
 def test_exploration_weights_version_advances(tiny_config, tmp_path):
@@ -109,7 +110,7 @@ def _kill_explorer_when_online(runner, pretrain_updates, killed):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if runner.explorers and runner.state.updates >= pretrain_updates + 20 and runner.explore_versions:
-            pid = ray.get(runner.explorers[0].pid.remote())
+            pid = ray.get(runner.explorers[0].pid())
             killed["chunks_before"] = len(runner.explore_versions)
             killed["updates"] = runner.state.updates
             os.kill(pid, signal.SIGKILL)
@@ -133,9 +134,9 @@ def test_sigkilled_rollout_actor_is_restarted_and_run_completes(tiny_config, tmp
     assert summary["faults"]["actor_restarts"] == 1  # one death, one restart, however many calls it failed
     # Ray restarted the actor in a new process; a call with the run's last weights reference
     # (as the driver sends with every call) brings it up to date and it collects again.
-    assert ray.get(runner.explorers[0].pid.remote()) != killed["pid"]
+    assert ray.get(runner.explorers[0].pid()) != killed["pid"]
     version, box = runner._weights
-    out = ray.get(runner.explorers[0].collect_into.remote(runner.replay, 20, version, box))
+    out = ray.get(runner.explorers[0].collect_into(runner.replay, 20, version, box))
     assert out["weights_version"] == version == summary["learner_updates"]
     assert out["after"]["env_steps"] - out["before"]["env_steps"] >= 20
 
@@ -146,7 +147,7 @@ def _kill_core_actor_when_online(runner, which, after_updates, killed):
         if runner.explorers and runner.state.updates >= after_updates and runner.explore_versions:
             actor = runner.learner if which == "learner" else runner.replay
             killed["updates"] = runner.state.updates
-            killed["pid"] = gcs_actor(actor)["Pid"]
+            killed["pid"] = gcs_actor(actor.target)["Pid"]
             os.kill(killed["pid"], signal.SIGKILL)
             return
         time.sleep(0.05)
@@ -170,9 +171,10 @@ def test_sigkilled_learner_or_replay_store_is_rebuilt_and_run_completes(tiny_con
     # Rolled back to the newest checkpoint at most `checkpoint_every` updates back.
     assert 0 <= summary["faults"]["updates_redone"] < cfg.checkpoint_every
     # The rebuilt store holds every episode in replay/, which holds every acknowledged one.
-    stats = ray.get(runner.replay.stats.remote())
+    stats = ray.get(runner.replay.stats())
     on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
-    assert on_disk == sum(s["added_episodes"] for s in stats.values()) >= runner.acknowledged_episodes > 0
+    stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
+    assert on_disk == stored >= runner.acknowledged_episodes > 0
     # Exploration went on after the rebuild, with the rebuilt learner's weights.
     assert max(v for _, v in runner.explore_versions) > killed["updates"]
 
@@ -181,7 +183,7 @@ def _stop_explorer_when_online(runner, pretrain_updates, stopped):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if runner.explorers and runner.state.updates >= pretrain_updates + 20 and runner.explore_versions:
-            stopped["pid"] = ray.get(runner.explorers[0].pid.remote())
+            stopped["pid"] = ray.get(runner.explorers[0].pid())
             os.kill(stopped["pid"], signal.SIGSTOP)  # hung as in C code: no signal handler runs, no reply comes
             return
         time.sleep(0.05)
@@ -211,7 +213,7 @@ def test_rollout_actor_hung_past_the_call_timeout_is_killed_and_replaced(tiny_co
     deadline = time.monotonic() + 120
     while True:
         try:
-            new_pid = ray.get(runner.explorers[0].pid.remote(), timeout=30)
+            new_pid = ray.get(runner.explorers[0].pid(), timeout=30)
             break
         except ray.exceptions.ActorUnavailableError:
             assert time.monotonic() < deadline, "Ray did not restart the killed actor"

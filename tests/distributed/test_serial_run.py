@@ -1,4 +1,5 @@
 """End to end without Ray: expert data, offline pretraining, online fine-tuning, a score that learned."""
+import copy
 import json
 
 import pytest
@@ -75,10 +76,11 @@ def test_run_directory_contents(finished_run):
 def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     run_dir, summary = finished_run
     episodes_before = sum(len(eps) for _, eps, _ in read_shards(run_dir / "replay"))
-    more = config.from_dict(TINY, ["train.online_updates=100"])
+    # from_dict sets an override into the sections it is given: a copy, so TINY stays as it is for the next tests.
+    more = config.from_dict(copy.deepcopy(TINY), ["train.online_updates=100"])
     runner = SerialRunner(more, run_dir, resume=True, live=False)
-    assert runner.learner.learner.updates == 300
-    stats = runner.replay.stats().values()
+    assert runner.learner.target.learner.updates == 300
+    stats = runner.replay.target.stats().values()
     assert sum(s["episodes"] + s["holdout_episodes"] for s in stats) == episodes_before
     assert all(s["holdout_episodes"] >= 1 for s in stats)  # the same ones held out again
     resumed = runner.run()
@@ -103,7 +105,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_pat
     err = capsys.readouterr().err
     assert f"resume: skipping checkpoint {newest.name}:" in err and len(err.strip().splitlines()) == 1
     updates = int(previous.name.split("-")[1])
-    assert runner.resume_from == previous and runner.learner.learner.updates == runner.state.updates == updates
+    assert runner.resume_from == previous and runner.learner.target.learner.updates == runner.state.updates == updates
     runner.monitor.close()
 
 
