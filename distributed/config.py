@@ -104,6 +104,11 @@ class TrainConfig:
     """Evaluate every this many learner updates (and at the end)."""
     val_every: int = 250
     """Measure the policy on the held-out expert episodes every this many updates (replay.holdout_share)."""
+    select: str = "last"
+    """Which policy the run ends with (the final evaluation, model.safetensors): "last", the one
+    training ended with, or "val", the one whose mean held-out action NLL over tasks was the
+    lowest at any measurement (offline or online; held-out data are expert episodes, so it favours
+    imitating them). Chosen on held-out data, never on evaluation return."""
     eval_episodes: int = 5
     """Evaluation episodes per task at each evaluation."""
     final_eval_episodes: int = 20
@@ -142,6 +147,7 @@ class TrainConfig:
                       nonnegative=("pretrain_updates", "online_updates", "max_wall_s", "max_learner_flops",
                                    "eval_target_scale", "explore_target_scale"))
         _check_choice("train.return_targets", self.return_targets, RETURN_TARGETS)
+        _check_choice("train.select", self.select, ("last", "val"))
 
 
 @dataclass
@@ -204,6 +210,8 @@ class RunConfig:
         for task in self.experts.sources:
             if task not in self.tasks:
                 raise ValueError(f"config key 'experts.sources.{task}': task not in 'tasks'")
+        if self.train.select == "val" and not self.replay.holdout_share:
+            raise ValueError("config key 'train.select': 'val' needs held-out data ('replay.holdout_share' > 0)")
         if self.train.return_targets == "state" and not self.model.return_head:
             raise ValueError("config key 'train.return_targets': 'state' needs 'model.return_head: true'")
         if self.init_task_map and not self.init_from:

@@ -98,8 +98,10 @@ class LearnerHandle(Handle):
     """The learner service's calls the trainer makes (distributed/learner_service.py: LearnerService)."""
 
     def train(self, n: int, max_flops: float | None) -> Future: return self._call(LearnerService.train, n, max_flops)
-    def set_holdout(self, batch, every: int) -> Future: return self._call(LearnerService.set_holdout, batch, every)
-    def publish(self) -> Future: return self._call(LearnerService.publish)
+    def set_holdout(self, batch, every: int, keep_best: bool) -> Future:
+        return self._call(LearnerService.set_holdout, batch, every, keep_best)
+    def best(self) -> Future: return self._call(LearnerService.best)
+    def publish(self, best: bool = False) -> Future: return self._call(LearnerService.publish, best)
     def weights(self) -> Future: return self._call(LearnerService.weights)
     def set_observation_stats(self, stats: dict) -> Future:
         return self._call(LearnerService.set_observation_stats, stats)
@@ -108,7 +110,8 @@ class LearnerHandle(Handle):
         return self._call(LearnerService.init_from, run_dir, task_map)
     def save(self, directory: str) -> Future: return self._call(LearnerService.save, directory)
     def load(self, directory: str) -> Future: return self._call(LearnerService.load, directory)
-    def export_weights(self, path: str) -> Future: return self._call(LearnerService.export_weights, path)
+    def export_weights(self, path: str, best: bool = False) -> Future:
+        return self._call(LearnerService.export_weights, path, best)
     def stop(self) -> Future: return self._call(LearnerService.stop)
 
 

@@ -29,7 +29,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from frontier.agents.learner import Learner, LearnerConfig
 from frontier.agents.model import ModelConfig, batch_to_tensors
@@ -38,6 +39,8 @@ from frontier.agents.surgery import freeze_trunk, transplant
 from frontier.agents.trajectory import Batch
 from frontier.distributed import config as config_mod
 
+# In a checkpoint: the policy held-out selection kept (train.select: val), with its updates and NLL.
+BEST_FILE = "best_val.safetensors"
 # Seconds the learner waits for a prefetched batch before reporting the prefetch thread stuck.
 BATCH_TIMEOUT_S = 300.0
 
@@ -93,6 +96,9 @@ class LearnerService:
         self._published: tuple[int, list] | None = None
         self._holdout: dict | None = None  # held-out data as device tensors (set_holdout)
         self._val_every = 0
+        self._keep_best = False
+        # The policy with the lowest mean held-out NLL so far: (that NLL, its updates, CPU weights).
+        self._best: tuple[float, int, dict] | None = None
         self._busy_s = 0.0  # wall time inside updates
         self._wait_s = 0.0  # wall time waiting for a batch
         self._train_wall_s = 0.0  # wall time inside train()
@@ -156,6 +162,7 @@ class LearnerService:
                 self.publish()
             if self._holdout is not None and self.learner.updates % self._val_every == 0:
                 val.append((self.learner.updates, self.learner.validate(self._holdout)))
+                self._remember_if_best(val[-1][1])
         self._wait_s += wait
         self._busy_s += sums.get("learner/update_s", 0.0)
         self._train_wall_s += time.perf_counter() - start
@@ -171,13 +178,24 @@ class LearnerService:
             "val": val,
         }
 
-    def set_holdout(self, batch: Batch | None, every: int) -> None:
+    def set_holdout(self, batch: Batch | None, every: int, keep_best: bool = False) -> None:
         """Measure the policy on `batch` (the replay store's `holdout()`) every `every` updates
-        from now on (None: never)."""
+        from now on (None: never); with `keep_best`, keep the policy whose mean NLL over tasks was
+        the lowest (`publish(best=True)`, `export_weights(best=True)`)."""
         if every < 1:
             raise ValueError(f"validation interval must be >= 1, got {every}")
         self._holdout = None if batch is None else batch_to_tensors(batch, self.learner.device)
         self._val_every = every
+        self._keep_best = keep_best
+
+    def _remember_if_best(self, per_task: dict[str, dict[str, float]]) -> None:
+        nll = float(np.mean([m["nll"] for m in per_task.values()]))
+        if self._keep_best and (self._best is None or nll < self._best[0]):
+            self._best = (nll, self.learner.updates, self.learner.weights())
+
+    def best(self) -> dict | None:
+        """{"updates", "val_nll"} of the policy kept by held-out selection (None: nothing kept)."""
+        return None if self._best is None else {"updates": self._best[1], "val_nll": self._best[0]}
 
     def utilization(self) -> float:
         """Share of the wall time spent in train() that went into updates (not waiting for batches)."""
@@ -185,11 +203,15 @@ class LearnerService:
 
     # -- weights -------------------------------------------------------------------------
 
-    def publish(self) -> tuple[int, list]:
-        """Publish the current weights once; returns (version, [handle])."""
+    def publish(self, best: bool = False) -> tuple[int, list]:
+        """Publish the current weights once (with `best`, those held-out selection kept, if any);
+        returns (version, [handle])."""
         # On Ray the handle (an object ref) travels inside a list so Ray hands it on as a
         # reference: each rollout actor fetches the weights itself, from its node's object store.
-        self._published = (self.learner.updates, [self._put(self.learner.weights())])
+        if best and self._best is not None:
+            self._published = (self._best[1], [self._put(self._best[2])])
+        else:
+            self._published = (self.learner.updates, [self._put(self.learner.weights())])
         return self._published
 
     def weights(self) -> tuple[int, list]:
@@ -219,16 +241,31 @@ class LearnerService:
     # -- files ---------------------------------------------------------------------------
 
     def save(self, directory: str) -> None:
+        """The learner's checkpoint, and the policy held-out selection kept (BEST_FILE)."""
         self.learner.save(Path(directory))
+        if self._best is not None:
+            nll, updates, weights = self._best
+            save_file(weights, str(Path(directory) / BEST_FILE),
+                      metadata={"updates": str(updates), "val_nll": repr(nll)})
 
     def load(self, directory: str) -> int:
         """Restore a checkpoint; returns its update count."""
         self.learner.load(Path(directory))
+        self._best = None
+        best = Path(directory) / BEST_FILE
+        if best.is_file():
+            with safe_open(str(best), "pt") as f:
+                meta = f.metadata()
+            self._best = (float(meta["val_nll"]), int(meta["updates"]), load_file(str(best)))
         self.publish()
         return self.learner.updates
 
-    def export_weights(self, path: str) -> None:
-        self.learner.export_weights(Path(path))
+    def export_weights(self, path: str, best: bool = False) -> None:
+        """Write the policy (with `best`, the one held-out selection kept, if any) as safetensors."""
+        if best and self._best is not None:
+            save_file(self._best[2], str(path))
+        else:
+            self.learner.export_weights(Path(path))
 
     def stop(self) -> None:
         """End the prefetch thread (before the actor is killed or the process exits)."""

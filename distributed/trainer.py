@@ -189,6 +189,7 @@ class Trainer:
         self.acknowledged_episodes = 0  # episodes the replay store acknowledged
         self.explore_versions: list[tuple[int, int]] = []  # (explorer, weights version) per exploration chunk
         self._train = None  # the learner's in-flight train call, if any
+        self.selected: dict | None = None  # train.select "val": {"updates", "val_nll"} of the final policy
         # Evaluations started and not yet recorded, by id: {"left": groups to report, "episodes":
         # EpisodeResults so far, "weights": (version, handle), "targets", "at": the counters when started}.
         self._evals: dict[int, dict] = {}
@@ -593,11 +594,13 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def _start_eval(self, episodes: int) -> None:
+    def _start_eval(self, episodes: int, weights: tuple | None = None) -> None:
         """Launch an evaluation of the current weights on every eval worker (on Ray an actor still
         busy with an earlier one takes it next); the driver evaluates the groups of the actors
         that are down."""
-        if self._weights[0] != self.state.updates:  # the newest publication is older than these updates
+        if weights is not None:  # these published weights, whatever their updates
+            self._weights = weights
+        elif self._weights[0] != self.state.updates:  # the newest publication is older than these updates
             self._weights = self._do(self.learner.publish())
         eid = self.state.evaluations
         self.state.evaluations += 1
@@ -639,7 +642,7 @@ class Trainer:
             self.record_episodes(ev["episodes"], "eval", ev["targets"], at=ev["at"])
             del self._evals[eid]
 
-    def evaluate(self, episodes: int) -> None:
+    def evaluate(self, episodes: int, weights: tuple | None = None) -> None:
         """Blocking evaluation (the final one): waits for those running, then runs a fresh one.
 
         Meanwhile the exploration chunks still in flight land (for at most DRAIN_S): their
@@ -648,7 +651,7 @@ class Trainer:
         deadline = time.monotonic() + DRAIN_S
         while self._eval_pending:
             self._settle(deadline)
-        self._start_eval(episodes)
+        self._start_eval(episodes, weights)
         while self._eval_pending or (self._explore_pending and time.monotonic() < deadline):
             self._settle(deadline)
 
@@ -738,7 +741,7 @@ class Trainer:
         try:
             loop()
             self.checkpoint()
-            return self.write_summary("finished")
+            return self.write_summary("finished", **({"selected": self.selected} if self.selected else {}))
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
             if main_thread:  # a second signal during the final checkpoint must not cut it short
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -790,7 +793,7 @@ class Trainer:
         if self._needs_init:
             self.initialize_learner()
             self._needs_init = False
-        self._do(self.learner.set_holdout(self._do(self.replay.holdout()), cfg.train.val_every))
+        self._do(self.learner.set_holdout(self._do(self.replay.holdout()), cfg.train.val_every, cfg.train.select == "val"))
         self._weights = self._do(self.learner.weights())
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).
@@ -834,7 +837,10 @@ class Trainer:
             self._tick("online")
 
         self.monitor.status("final eval", s.updates, self.planned_updates, s.env_steps, self.wall_s)
-        self._weights = self._do(self.learner.publish())
-        self.evaluate(cfg.train.final_eval_episodes)
+        best = cfg.train.select == "val"  # the final evaluation and model.safetensors: the policy held-out data chose
+        final = self._do(self.learner.publish(best))
+        if best:
+            self.selected = self._do(self.learner.best())
+        self.evaluate(cfg.train.final_eval_episodes, final)
         self.monitor.replay(self._replay_stats(), s.env_steps)
-        self._do(self.learner.export_weights(str(self.run_dir / "model.safetensors")))
+        self._do(self.learner.export_weights(str(self.run_dir / "model.safetensors"), best))

@@ -232,3 +232,28 @@ def test_a_resumed_serial_run_equals_an_uninterrupted_one(tmp_path, monkeypatch)
 
     assert evals(tmp_path / "parts") == evals(tmp_path / "whole")
     assert resumed["tasks"] == whole["tasks"]
+
+
+def test_held_out_selection_ends_with_the_policy_of_the_lowest_held_out_nll(tmp_path):
+    import safetensors.torch
+    import torch
+
+    cfg = config.from_dict(TINY, ["train.select=val"])
+    (tmp_path / "run").mkdir()
+    runner = SerialRunner(cfg, tmp_path / "run", live=False)
+    summary = runner.run()
+    val = [json.loads(line) for line in (tmp_path / "run" / "val.jsonl").read_text().splitlines()]
+    mean_nll = {v["updates"]: v["tasks"]["CartPole-v1"]["nll"] for v in val}
+    best = min(mean_nll, key=mean_nll.get)
+    assert summary["selected"] == {"updates": best, "val_nll": pytest.approx(mean_nll[best])}
+    exported = safetensors.torch.load_file(str(tmp_path / "run" / "model.safetensors"))
+    last = runner.learner.target.learner.weights()
+    assert any(not torch.equal(exported[k], last[k]) for k in last) == (best != 300)
+    # A checkpoint carries the kept policy: a service loading it keeps the same one.
+    ckpt = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*"))[-1]
+    service = runner.learner.target
+    before = service.best()
+    service.load(str(ckpt))
+    assert service.best() == before
+    with pytest.raises(ValueError, match="needs held-out data"):
+        config.from_dict(TINY, ["train.select=val", "replay.holdout_share=0"])
