@@ -5,7 +5,9 @@ tuned on), serial and on Ray, each run alone: per task the final normalized scor
 the mean with its 95% interval, the between-seed standard deviation, and the worst seed; beside
 it the same seeds under the recipe before the stable-learning changes (BEFORE: one return target
 per task from the store's best decile, a constant learning rate after warm-up, raw weights as the
-policy, no held-out data), serial. The narrative of how the recipe was reached is in
+policy, no held-out data), serial. Then Hopper-v5 from medium data (configs/bench/mujoco-medium.yaml,
+the learning benchmark's recipe) on the same seeds: the online gain in D4RL points, paired by seed,
+and whether any seed ends below its own offline score. The narrative of how the recipe was reached is in
 benchmarks/results/stability-notes.md, beside this benchmark's tables (stability.md).
 
 Each run is a normal run directory under runs/bench/stability/ (ignored by git); a finished one is
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from frontier.benchmarks.common import markdown_table, write_results
-from frontier.benchmarks.learning import QUICK_OVERRIDES, ROOT, mean_ci, train
+from frontier.benchmarks.learning import QUICK_OVERRIDES, ROOT, gain_row, mean_ci, medium_runs, plot_online, train
 
 RUNS_DIR = ROOT / "runs" / "bench" / "stability"
 CONFIRM_SEEDS = (100, 101, 102, 103, 104)
@@ -33,6 +35,10 @@ ARMS = (("after", "serial", []), ("after", "ray", []), ("before", "serial", BEFO
 FLOOR = 0.7
 # ... and the mean over tasks and seeds at least this.
 MEAN_TARGET = 0.93
+# From medium data: the task, and its target (the stable-learning issue): a mean online gain of at
+# least this many D4RL points with its 95% interval above 0, and no seed below its offline score.
+MEDIUM_TASK = "Hopper-v5"
+GAIN_TARGET = 15.0
 
 
 def run_one(executor: str, overrides: list[str], run_dir: Path) -> dict:
@@ -97,5 +103,32 @@ def run(quick: bool, out: Path) -> dict:
                   f"({'met' if mean >= MEAN_TARGET else 'NOT met'}), every task-seed >= {FLOOR} "
                   f"({'met' if worst >= FLOOR else 'NOT met'}). Wall time per run: "
                   f"{', '.join(str(round(r['wall_s'])) for r in runs)} s.\n")
+    if not quick:
+        data["medium"], medium_md = medium_part(seeds, out)
+        md.append(medium_md)
     write_results(out, "stability", data, "\n".join(md))
     return data
+
+
+def medium_part(seeds, out: Path) -> tuple[dict, str]:
+    """MEDIUM_TASK from medium data on `seeds`: offline and final D4RL scores, the gain's interval."""
+    config = ROOT / "configs" / "bench" / "mujoco-medium.yaml"
+    results, curves = medium_runs(config, MEDIUM_TASK, seeds, [], RUNS_DIR / "medium", MEDIUM_TASK)
+    gains = [r["final_score"] - r["offline_score"] for r in results]
+    gain, half = mean_ci(gains)
+    below = [r["seed"] for r in results if r["final_score"] < r["offline_score"]]
+    offline = float(np.mean([r["offline_score"] for r in results]))
+    plot_online({MEDIUM_TASK: {"recipe": curves}}, {MEDIUM_TASK: offline}, "env_steps",
+                out / "stability_medium_steps.png", f"{MEDIUM_TASK} from medium data, seeds {seeds[0]}-{seeds[-1]}")
+    met = gain >= GAIN_TARGET and gain - half > 0 and not below
+    md = (f"## {MEDIUM_TASK} from medium data (configs/bench/mujoco-medium.yaml), serial\n\n"
+          "D4RL points; offline = the evaluation when pretraining ended, after online = the FINAL "
+          "evaluation; gain ± 95% Student-t interval over seeds, paired by seed.\n\n"
+          + markdown_table(["task", "seeds", "offline", "after online", "online gain", "online env steps", "per seed"],
+                           [gain_row(MEDIUM_TASK, results)])
+          + f"\n\nTargets: gain >= +{GAIN_TARGET:g} with its interval above 0 ({gain:+.1f} ± {half:.1f}: "
+          f"{'met' if gain >= GAIN_TARGET and gain - half > 0 else 'NOT met'}), no seed below its offline score "
+          f"({'met' if not below else 'NOT met: seeds ' + ', '.join(map(str, below))}). Wall time per run: "
+          f"{', '.join(str(round(r['wall_s'])) for r in results)} s.\n\n![](stability_medium_steps.png)\n")
+    return {"task": MEDIUM_TASK, "config": str(config.relative_to(ROOT)), "results": results, "gain": gain,
+            "ci95": half, "below_offline": below, "targets_met": met}, md
