@@ -18,7 +18,7 @@ import yaml
 
 from frontier.agents.learner import LearnerConfig
 from frontier.agents.model import ModelConfig
-from frontier.distributed.replay import EVICTION_RULES
+from frontier.distributed.replay import EVICTION_RULES, TASK_SAMPLING
 
 RETURN_TARGETS = ("task", "data", "top", "state")
 
@@ -65,7 +65,16 @@ class ReplayConfig:
     `offline_share` for the whole run and evicts online ones first-in first-out. On Hopper from
     medium data the two were within noise of each other (benchmarks/results/learning.md, ablation)."""
     task_weights: dict[str, float] = field(default_factory=dict)
-    """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights."""
+    """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights
+    (`task_sampling: fixed`)."""
+    task_sampling: str = "fixed"
+    """How batches are shared between tasks: "fixed" by `task_weights`; "val_error" by the held-out
+    action error, re-weighted at every validation (`train.val_every`): `task_sampling_floor` of each
+    batch spread evenly, the rest in proportion to each task's error, so the tasks the model fits
+    worst get the most updates without hand-set weights (needs `holdout_share` > 0). The shares are
+    logged as `replay/<task>/share`."""
+    task_sampling_floor: float = 0.5
+    """`task_sampling: val_error`: the share of each batch spread evenly over the tasks."""
     holdout_share: float = 0.1
     """Share of each task's expert episodes never trained on: the learner measures its action NLL
     and error on them every `train.val_every` updates (`val/<task>/...`), so overfitting shows as it
@@ -79,6 +88,13 @@ class ReplayConfig:
         _check_choice("replay.eviction", self.eviction, EVICTION_RULES)
         if not 0.0 <= self.offline_share <= 1.0:
             raise ValueError(f"config key 'replay.offline_share' must be in [0, 1], got {self.offline_share}")
+        _check_choice("replay.task_sampling", self.task_sampling, TASK_SAMPLING)
+        if not 0.0 <= self.task_sampling_floor <= 1.0:
+            raise ValueError(f"config key 'replay.task_sampling_floor' must be in [0, 1], got {self.task_sampling_floor}")
+        if self.task_sampling == "val_error" and self.task_weights:
+            raise ValueError("config keys 'replay.task_weights' and 'replay.task_sampling: val_error' exclude each other")
+        if self.task_sampling == "val_error" and self.holdout_share <= 0:
+            raise ValueError("config key 'replay.task_sampling: val_error' needs held-out data ('replay.holdout_share' > 0)")
         for task, w in self.task_weights.items():
             if w < 0:
                 raise ValueError(f"config key 'replay.task_weights.{task}' must be >= 0, got {w}")

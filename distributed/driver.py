@@ -119,6 +119,7 @@ class RunState:
         self.updates_redone = 0  # updates made again since: those after the checkpoint the learner came back from
         self.evaluations = 0  # evaluations started: the next one's number names its episodes (RolloutWorker.evaluate)
         self.replay_rng: dict | None = None  # the replay store's sampling stream at the checkpoint
+        self.task_weights: dict[str, float] = {}  # replay.task_sampling val_error: the batch shares now
 
     @property
     def env_steps(self) -> int:

@@ -90,6 +90,7 @@ class ReplayHandle(Handle):
     def holdout(self) -> Future: return self._call(ReplayStore.holdout)
     def rng_state(self) -> Future: return self._call(ReplayStore.rng_state)
     def set_rng_state(self, state: dict) -> Future: return self._call(ReplayStore.set_rng_state, state)
+    def set_task_weights(self, weights: dict) -> Future: return self._call(ReplayStore.set_task_weights, weights)
     def episodes(self, task: str) -> Future: return self._call(ReplayStore.episodes, task)
     def stats(self) -> Future: return self._call(ReplayStore.stats)
 

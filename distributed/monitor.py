@@ -60,7 +60,8 @@ class Monitor:
         self.references = references
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.tasks = {t: {"eval_return_mean": None, "eval_return_std": 0.0, "eval_episodes": 0,
-                          "success_rate": None, "explore_return": None, "replay_timesteps": 0, "val": None}
+                          "success_rate": None, "explore_return": None, "replay_timesteps": 0, "val": None,
+                          "batch_share": None}
                       for t in references}
         self.phase = "starting"
         self.progress = (0, 0)  # (updates done, updates planned)
@@ -102,6 +103,12 @@ class Monitor:
                 self.writer.add_scalar(f"val/{tag_name(task)}/{name}", v, step)
         with open(self.run_dir / "val.jsonl", "a") as f:
             f.write(json.dumps({"updates": updates, "env_steps": step, "tasks": per_task}) + "\n")
+
+    def task_shares(self, shares: dict[str, float], step: int) -> None:
+        """The replay store's batch share per task (replay.task_sampling val_error)."""
+        for task, share in shares.items():
+            self.tasks[task]["batch_share"] = share
+            self.writer.add_scalar(f"replay/{tag_name(task)}/share", share, step)
 
     def exploration(self, task: str, returns: list[float], step: int) -> None:
         mean = float(np.mean(returns))
@@ -183,6 +190,9 @@ class Monitor:
                 # the policy on the held-out expert episodes, the latest measurement:
                 # {"nll", "action_error", "updates"}; None (null) without held-out data
                 "val": s["val"],
+                # share of each batch drawn from this task now (replay.task_sampling val_error);
+                # None (null) under fixed task weights
+                "batch_share": s["batch_share"],
             }
         data = {
             "status": status,

@@ -35,6 +35,9 @@ from frontier.agents.storage import read_episodes, write_episodes
 from frontier.agents.trajectory import Batch, Episode, make_batch, reward_suffix_sums, sample_windows
 
 EVICTION_RULES = ("reserve", "odt")
+# How batches are shared between tasks (replay.task_sampling): by fixed weights (replay.task_weights,
+# missing tasks 1: uniform by default), or by the held-out action error (`error_weights`).
+TASK_SAMPLING = ("fixed", "val_error")
 # `holdout()`: at most this many windows per task, so measuring costs a few batches' forward pass.
 HOLDOUT_WINDOWS = 64
 # `stats()["top_return"]`: the mean return of this share of the stored episodes, the best ones.
@@ -250,6 +253,12 @@ class ReplayStore:
                 starts += [s for _, s in windows]
         return make_batch(chosen, starts, self.context_len, self.tasks) if chosen else None
 
+    def set_task_weights(self, weights: dict[str, float]) -> None:
+        """Sample tasks by these weights from now on (tasks not named keep theirs)."""
+        with self._lock:
+            for task, w in weights.items():
+                self.weights[self.index[task]] = w
+
     def rng_state(self) -> dict:
         """The sampling stream's state (plain numbers), for a checkpoint."""
         with self._lock:
@@ -274,6 +283,7 @@ class ReplayStore:
                 "added_episodes": buf.added_episodes,
                 "evicted_episodes": buf.evicted_episodes,
                 "holdout_episodes": len(buf.holdout),
+                "sampling_weight": float(self.weights[self.index[t.name]]),
                 "best_return": buf.best_return,
                 "top_return": top_mean(buf.returns),
             }
@@ -281,6 +291,18 @@ class ReplayStore:
 
     def total_timesteps(self) -> int:
         return sum(b.steps for b in self.buffers)
+
+
+def error_weights(errors: dict[str, float], tasks: Sequence[str], floor: float) -> dict[str, float]:
+    """Batch shares by held-out action error (replay.task_sampling "val_error"): `floor` of every
+    batch spread evenly over the tasks, the rest in proportion to each task's error (a task the
+    model fits worst gets the most); a task without held-out data counts with the mean error.
+    Returns {task: share}, summing to 1."""
+    known = [max(float(errors[t]), 0.0) for t in tasks if t in errors]
+    fill = float(np.mean(known)) if known else 1.0
+    e = np.array([max(float(errors[t]), 0.0) if t in errors else fill for t in tasks])
+    e = e / e.sum() if e.sum() > 0 else np.full(len(tasks), 1.0 / len(tasks))
+    return {t: float(floor / len(tasks) + (1.0 - floor) * x) for t, x in zip(tasks, e)}
 
 
 def top_mean(sorted_returns: list[float]) -> float | None:

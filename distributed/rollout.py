@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import torch
+
 from frontier.agents.model import DecisionTransformer, ModelConfig
 from frontier.agents.policy import Policy
 from frontier.agents.trajectory import Episode
@@ -46,7 +48,11 @@ class RolloutWorker:
         self.specs = [get_task(n) for n in all_task_names]
         infos = [s.info() for s in self.specs]
         self.task_indices = [list(all_task_names).index(n) for n in task_names]
-        self.model = DecisionTransformer(model_cfg, infos)
+        # The learner's weights replace the random initial ones; drawing those must leave the
+        # process's global generator alone: in a serial run it is the learner's (dropout, entropy
+        # samples), and a resumed run builds its workers at another point of its stream.
+        with torch.random.fork_rng(devices=[]):
+            self.model = DecisionTransformer(model_cfg, infos)
         self.policy = Policy(self.model, infos, num_envs, seed=stream_seed("policy", seed, worker=worker_index))
         self.weights_version = -1
         self.targets: dict[int, float | None] = {}  # task index -> return target replacing the spec's (see set_targets)

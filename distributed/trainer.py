@@ -73,6 +73,7 @@ from frontier.distributed.driver import (KEEP_CHECKPOINTS, MANIFEST_KEY, RunStat
                                 return_stats)
 from frontier.distributed.executor import Executor, LearnerSpec, RolloutHandle, RolloutSpec
 from frontier.distributed.monitor import Monitor, write_json_atomic
+from frontier.distributed.replay import error_weights
 from frontier.envs.references import reference_returns
 from frontier.envs.seeding import stream_seed
 
@@ -584,6 +585,11 @@ class Trainer:
         self.monitor.scalars(scalars, s.env_steps)
         for updates, per_task in result["val"]:
             self.monitor.validation(per_task, s.env_steps, updates)
+        if result["val"] and self.cfg.replay.task_sampling == "val_error":
+            errors = {task: m["action_error"] for task, m in result["val"][-1][1].items()}
+            s.task_weights = error_weights(errors, self.cfg.tasks, self.cfg.replay.task_sampling_floor)
+            self._do(self.replay.set_task_weights(s.task_weights))
+            self.monitor.task_shares(s.task_weights, s.env_steps)
         if not schedule:
             return
         if s.updates % self.cfg.train.eval_every == 0 and s.updates < self.planned_updates:
@@ -794,6 +800,8 @@ class Trainer:
             self.initialize_learner()
             self._needs_init = False
         self._do(self.learner.set_holdout(self._do(self.replay.holdout()), cfg.train.val_every, cfg.train.select == "val"))
+        if s.task_weights:  # replay.task_sampling val_error: the shares the last validation set
+            self._do(self.replay.set_task_weights(s.task_weights))
         self._weights = self._do(self.learner.weights())
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).

@@ -4,7 +4,7 @@ import pytest
 
 from frontier.agents.spaces import Box, Discrete, TaskInfo
 from frontier.agents.trajectory import Episode
-from frontier.distributed.replay import ReplayStore, read_shards
+from frontier.distributed.replay import ReplayStore, error_weights, read_shards
 
 TASKS = [TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1), TaskInfo("disc", Box((4,)), Discrete(3))]
 
@@ -44,6 +44,23 @@ def test_task_balanced_sampling_and_weights():
         assert np.all(np.diff(b.task) >= 0)
     share = counts[0] / counts.sum()
     assert 0.70 < share < 0.80  # weights 3:1
+
+
+def test_error_weights_spread_a_floor_evenly_and_the_rest_by_error():
+    shares = error_weights({"a": 0.3, "b": 0.1, "c": 0.0}, ["a", "b", "c"], floor=0.3)
+    assert shares == pytest.approx({"a": 0.1 + 0.7 * 0.75, "b": 0.1 + 0.7 * 0.25, "c": 0.1})
+    # A task without held-out data counts with the mean error; all-zero errors share evenly.
+    assert error_weights({"a": 0.4}, ["a", "b"], floor=0.0) == pytest.approx({"a": 0.5, "b": 0.5})
+    assert error_weights({"a": 0.0, "b": 0.0}, ["a", "b"], floor=0.2) == pytest.approx({"a": 0.5, "b": 0.5})
+
+
+def test_set_task_weights_changes_the_batch_shares():
+    store = ReplayStore(TASKS, 10_000, 0.5, context_len=5, seed=3)
+    store.add([episode("vec", 50, tag=1), episode("disc", 50, tag=2)])
+    store.set_task_weights({"vec": 0.9, "disc": 0.1})
+    counts = sum(np.bincount(store.sample(64).task, minlength=2) for _ in range(50))
+    assert 0.85 < counts[0] / counts.sum() < 0.95
+    assert store.stats()["disc"]["sampling_weight"] == 0.1
 
 
 def test_sample_relabels_returns_to_go():
