@@ -39,10 +39,15 @@ MEAN_TARGET = 0.93
 # least this many D4RL points with its 95% interval above 0, and no seed below its offline score.
 MEDIUM_TASK = "Hopper-v5"
 GAIN_TARGET = 15.0
+# Meta-World MT10 (configs/metaworld-mt10.yaml: task sampling by held-out error, no hand-set
+# weights) on the first MT10_SEEDS confirmation seeds, on Ray; targets: mean success at least
+# MT10_MEAN, no task below MT10_FLOOR in any seed, each run within the config's max_wall_s.
+MT10_SEEDS = CONFIRM_SEEDS[:3]
+MT10_MEAN = 0.9
+MT10_FLOOR = 0.6
 
 
-def run_one(executor: str, overrides: list[str], run_dir: Path) -> dict:
-    config = ROOT / "configs" / "quick.yaml"
+def run_one(executor: str, overrides: list[str], run_dir: Path, config: Path = ROOT / "configs" / "quick.yaml") -> dict:
     if executor == "serial":
         return train(config, overrides, run_dir)
     summary = run_dir / "summary.json"
@@ -105,7 +110,8 @@ def run(quick: bool, out: Path) -> dict:
                   f"{', '.join(str(round(r['wall_s'])) for r in runs)} s.\n")
     if not quick:
         data["medium"], medium_md = medium_part(seeds, out)
-        md.append(medium_md)
+        data["mt10"], mt10_md = mt10_part()
+        md += [medium_md, mt10_md]
     write_results(out, "stability", data, "\n".join(md))
     return data
 
@@ -132,3 +138,37 @@ def medium_part(seeds, out: Path) -> tuple[dict, str]:
           f"{', '.join(str(round(r['wall_s'])) for r in results)} s.\n\n![](stability_medium_steps.png)\n")
     return {"task": MEDIUM_TASK, "config": str(config.relative_to(ROOT)), "results": results, "gain": gain,
             "ci95": half, "below_offline": below, "targets_met": met}, md
+
+
+def mt10_part() -> tuple[dict, str]:
+    """configs/metaworld-mt10.yaml on MT10_SEEDS (Ray): final success rate per task and seed."""
+    from frontier.distributed import config as config_mod
+
+    config = ROOT / "configs" / "metaworld-mt10.yaml"
+    cfg = config_mod.load(config)
+    success: dict[str, list[float]] = {}
+    runs = []
+    for seed in MT10_SEEDS:
+        summary = run_one("ray", [f"seed={seed}"], RUNS_DIR / "mt10" / f"s{seed}", config)
+        runs.append({"seed": seed, "wall_s": summary["wall_s"], "env_steps": summary["env_steps"],
+                     "learner_updates": summary["learner_updates"]})
+        for task, t in summary["tasks"].items():
+            success.setdefault(task, []).append(t["success_rate"])
+    per_seed = [float(np.mean([success[t][k] for t in success])) for k in range(len(MT10_SEEDS))]
+    mean, half = mean_ci(per_seed)
+    worst = min(min(xs) for xs in success.values())
+    slowest = max(r["wall_s"] for r in runs)
+    rows = [[t.removeprefix("Meta-World/"), f"{np.mean(xs):.2f}", f"{min(xs):.2f}", ", ".join(f"{x:.2f}" for x in xs)]
+            for t, xs in success.items()]
+    md = (f"## Meta-World MT10 (configs/metaworld-mt10.yaml), Ray\n\n"
+          f"Seeds {', '.join(map(str, MT10_SEEDS))}; replay.task_sampling `{cfg.replay.task_sampling}` (floor "
+          f"{cfg.replay.task_sampling_floor:g}), no hand-set task weights; final success rate over "
+          f"{cfg.train.final_eval_episodes} episodes per task.\n\n"
+          + markdown_table(["task", "success (mean)", "worst seed", "per seed"], rows)
+          + f"\n\nMean success: {mean:.2f} ± {half:.2f} (per seed {', '.join(f'{x:.2f}' for x in per_seed)}); "
+          f"targets: mean >= {MT10_MEAN} ({'met' if mean >= MT10_MEAN else 'NOT met'}), no task below {MT10_FLOOR} "
+          f"({'met' if worst >= MT10_FLOOR else f'NOT met: worst {worst:.2f}'}), within {cfg.train.max_wall_s:g} s "
+          f"({'met' if slowest <= cfg.train.max_wall_s else 'NOT met'}: "
+          f"{', '.join(str(round(r['wall_s'])) for r in runs)} s).\n")
+    return {"seeds": list(MT10_SEEDS), "runs": runs, "success": success, "mean_over_tasks_per_seed": per_seed,
+            "mean": mean, "ci95": half, "worst": worst}, md
