@@ -92,8 +92,9 @@ QUICK_OVERRIDES = ["tasks=[CartPole-v1]", "experts.episodes=4", "model.embed_dim
 def train(config: Path, overrides: list[str], run_dir: Path) -> dict:
     """Run (or resume, or just read) one serial training run; its summary.json."""
     from frontier.distributed import config as config_mod
-    from frontier.distributed.driver import latest_checkpoint
-    from frontier.distributed.local_executor import SerialRunner
+    from frontier.distributed.run_files import latest_checkpoint
+    from frontier.distributed.local_executor import LocalExecutor
+    from frontier.distributed.trainer import Trainer
 
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
@@ -105,7 +106,7 @@ def train(config: Path, overrides: list[str], run_dir: Path) -> dict:
     cfg = config_mod.load(run_dir / "config.yaml") if resume else config_mod.load(config, overrides)
     print(f"  {'resuming' if resume else 'training'} {run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir}",
           flush=True)
-    summary = SerialRunner(cfg, run_dir, resume=resume, live=False).run()
+    summary = Trainer(cfg, run_dir, LocalExecutor(), resume=resume, live=False).run()
     if summary["status"] != "finished":  # Ctrl-C or SIGTERM: stop the benchmark, not just this run
         raise SystemExit(f"{run_dir}: stopped ({summary.get('stop_reason')}); run the benchmark again to resume")
     return summary

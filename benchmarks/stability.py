@@ -54,12 +54,13 @@ def run_one(executor: str, overrides: list[str], run_dir: Path, config: Path = R
     if summary.is_file() and json.loads(summary.read_text()).get("status") == "finished":
         return json.loads(summary.read_text())
     from frontier.distributed import config as config_mod
-    from frontier.distributed.ray_executor import RayRunner
+    from frontier.distributed.ray_executor import RayExecutor
+    from frontier.distributed.trainer import Trainer
 
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished Ray run starts over: its timing is the point
     run_dir.mkdir(parents=True)
     print(f"  training {run_dir.relative_to(ROOT)} (Ray)", flush=True)
-    result = RayRunner(config_mod.load(config, overrides), run_dir, live=False).run()
+    result = Trainer(config_mod.load(config, overrides), run_dir, RayExecutor(), live=False).run()
     if result["status"] != "finished":
         raise SystemExit(f"{run_dir}: stopped ({result.get('stop_reason')})")
     return result

@@ -27,7 +27,7 @@ def cmd_eval(args) -> int:
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
     if not weights.is_file():
-        from frontier.distributed.driver import latest_checkpoint
+        from frontier.distributed.run_files import latest_checkpoint
 
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:

@@ -61,22 +61,24 @@ def cmd_train(args) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     try:  # setting up measures the tasks' missing reference returns: a broken env fails here
+        from frontier.distributed.trainer import Trainer
+
         if args.serial:
-            from frontier.distributed.local_executor import SerialRunner
+            from frontier.distributed.local_executor import LocalExecutor
 
-            runner = SerialRunner(cfg, run_dir, resume=bool(args.resume), strict=args.strict)
+            executor = LocalExecutor()
         else:
-            from frontier.distributed.ray_executor import RayRunner
+            from frontier.distributed.ray_executor import RayExecutor
 
-            runner = RayRunner(cfg, run_dir, resume=bool(args.resume),
-                               address=args.address or os.environ.get("RAY_ADDRESS"), strict=args.strict)
+            executor = RayExecutor(args.address or os.environ.get("RAY_ADDRESS"))
+        runner = Trainer(cfg, run_dir, executor, resume=bool(args.resume), strict=args.strict)
     except (ValueError, RuntimeError) as e:  # a bad setting, or an env broken before training starts
         if created:  # nothing half-written
             shutil.rmtree(run_dir, ignore_errors=True)
         raise UsageError(str(e))
     summary = runner.run()
     _print_summary(summary)
-    from frontier.distributed.driver import EXIT_CODES
+    from frontier.distributed.run_files import EXIT_CODES
 
     return EXIT_CODES.get(summary.get("stop_reason") or summary["status"], 1)
 

@@ -83,7 +83,8 @@ def _collect(d: Path, job: Job) -> None:
 
 
 def _train(out: Path, d: Path, job: Job) -> None:
-    from frontier.distributed.local_executor import SerialRunner
+    from frontier.distributed.local_executor import LocalExecutor
+    from frontier.distributed.trainer import Trainer
 
     cfg = copy.deepcopy(job.config)
     if job.init_from_select:
@@ -102,7 +103,7 @@ def _train(out: Path, d: Path, job: Job) -> None:
     run_cfg = config_mod.from_dict(cfg)
     resume = (d / "config.yaml").is_file()
     with open(d / "log.txt", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        summary = SerialRunner(run_cfg, d, resume=resume, live=False).run()
+        summary = Trainer(run_cfg, d, LocalExecutor(), resume=resume, live=False).run()
     if summary["status"] != "finished":
         raise RuntimeError(f"run {d} ended {summary['status']}: {summary.get('stop_reason', '')}")
 

@@ -1,15 +1,13 @@
 """The in-process executor (`frontier train --serial`): the trainer's components as plain objects
 in this process, each call run when it is waited for, in the order the calls were made.
 
-    runner = SerialRunner(cfg, run_dir)
-    summary = runner.run()
+    summary = Trainer(cfg, run_dir, LocalExecutor()).run()     # distributed/trainer.py
 """
 from __future__ import annotations
 
 import contextlib
 import signal
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +19,6 @@ from frontier.distributed.learner_service import LearnerService
 from frontier.distributed.replay import ReplayStore
 from frontier.distributed.rollout import RolloutService
 from frontier.distributed.threads import ThreadGovernor
-from frontier.distributed.trainer import Trainer
 
 
 @contextlib.contextmanager
@@ -161,11 +158,3 @@ class LocalExecutor:
 
     def restarts(self, handle: Handle) -> int:
         return 0
-
-
-class SerialRunner(Trainer):
-    """A run in one process, no Ray: the trainer over the in-process executor."""
-
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, live: bool | None = None,
-                 strict: bool = False):
-        super().__init__(cfg, run_dir, LocalExecutor(), resume, live, strict)

@@ -1,7 +1,6 @@
 """The Ray executor: the trainer's components as Ray actors, working at the same time.
 
-    runner = RayRunner(cfg, run_dir, resume=False, address=None)   # None: embedded local Ray
-    summary = runner.run()
+    summary = Trainer(cfg, run_dir, RayExecutor(address=None)).run()   # None: embedded local Ray
 
 Placement (custom resources, so one file serves a laptop and a cluster; see cluster.yaml):
 - replay store: a threaded actor (many writers and the learner's prefetch at once), no CPU,
@@ -20,7 +19,6 @@ from __future__ import annotations
 import os
 import socket
 from functools import partial
-from pathlib import Path
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError
@@ -31,7 +29,6 @@ from frontier.distributed.executor import (Handle, LearnerHandle, LearnerSpec, R
 from frontier.distributed.learner_service import LearnerService
 from frontier.distributed.replay import ReplayStore
 from frontier.distributed.rollout import RolloutService
-from frontier.distributed.trainer import Trainer
 
 LEARNER_RESOURCE = "frontier_learner"
 ROLLOUT_RESOURCE = "frontier_rollout"
@@ -194,11 +191,3 @@ class RayExecutor:
 
     def restarts(self, handle: Handle) -> int:
         return gcs_actor(handle.target)["NumRestarts"]
-
-
-class RayRunner(Trainer):
-    """A run on Ray: the trainer over the Ray executor."""
-
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False, address: str | None = None,
-                 live: bool | None = None, strict: bool = False):
-        super().__init__(cfg, run_dir, RayExecutor(address), resume, live, strict)

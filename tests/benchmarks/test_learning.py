@@ -65,9 +65,9 @@ def test_one_suite_is_rerun_and_the_others_sections_are_kept(tmp_path, monkeypat
 
 
 def test_a_stopped_run_stops_the_benchmark_instead_of_starting_the_next(tmp_path, monkeypatch):
-    from frontier.distributed import local_executor
+    from frontier.distributed import trainer
 
-    monkeypatch.setattr(local_executor.SerialRunner, "run", lambda self: {"status": "failed", "stop_reason": "terminated"})
+    monkeypatch.setattr(trainer.Trainer, "run", lambda self: {"status": "failed", "stop_reason": "terminated"})
     with pytest.raises(SystemExit, match="stopped \\(terminated\\); run the benchmark again to resume"):
         learning.train(learning.ROOT / "configs" / "quick.yaml", learning.QUICK_OVERRIDES, tmp_path / "run")
 

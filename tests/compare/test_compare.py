@@ -22,7 +22,8 @@ from frontier.compare.spec import load_spec, same_spaces, select_closest, spec_f
 from frontier.compare.stats import compute_to_reach
 from frontier.distributed import config as config_mod
 from frontier.distributed.learner_service import init_weights_from
-from frontier.distributed.local_executor import SerialRunner
+from frontier.distributed.local_executor import LocalExecutor
+from frontier.distributed.trainer import Trainer
 from frontier.envs.datasets import load_dataset, read_dataset_info
 from frontier.envs.experts.rl import zoo_policy
 from frontier.envs.registry import get_task
@@ -288,7 +289,7 @@ def test_init_task_map_carries_a_policy_to_a_task_with_the_same_spaces(tmp_path)
 def test_freeze_trunk_trains_only_per_task_modules(tmp_path, tiny_config):
     cfg = tiny_config("train.pretrain_updates=5", "train.online_updates=0", "train.freeze_trunk=true")
     (tmp_path / "run").mkdir()
-    runner = SerialRunner(cfg, tmp_path / "run", live=False)
+    runner = Trainer(cfg, tmp_path / "run", LocalExecutor(), live=False)
     model = runner.learner.target.learner.model
     before = {k: v.clone() for k, v in model.state_dict().items()}
     runner.run()

@@ -11,7 +11,8 @@ import pytest
 
 from frontier.agents.model import ModelConfig
 from frontier.distributed import config
-from frontier.distributed.local_executor import SerialRunner
+from frontier.distributed.local_executor import LocalExecutor
+from frontier.distributed.trainer import Trainer
 from frontier.distributed.replay import read_shards
 from frontier.distributed.rollout import RolloutWorker
 from frontier.envs import registry
@@ -111,7 +112,7 @@ def test_a_run_on_crashing_envs_still_learns_counts_every_fault_and_stores_no_na
         "rollout": {"envs_per_worker": 2},
         "checkpoint_every": 100,
     })
-    summary = SerialRunner(cfg, tmp_path, live=False).run()
+    summary = Trainer(cfg, tmp_path, LocalExecutor(), live=False).run()
     assert summary["status"] == "finished"
     assert summary["tasks"][name]["normalized_score"] >= 0.9, summary["tasks"]
     assert all(INJECTED[kind] >= 1 for kind in ("raise", "nan", "hang", "reset_raise")), INJECTED

@@ -16,7 +16,8 @@ from frontier.distributed.replay import ReplayStore
 from frontier.distributed.rollout import RolloutService
 from frontier.envs.registry import get_task
 
-TRAINER = Path(__file__).resolve().parents[2] / "distributed" / "trainer.py"
+# The modules that call the components: the trainer and the rollout group.
+CALLERS = [Path(__file__).resolve().parents[2] / "distributed" / name for name in ("trainer.py", "rollout_group.py")]
 PROTOCOL_MEMBERS = sorted(m for m in {*Executor.__dict__, *Executor.__annotations__}
                           if not m.startswith("__") and m not in ("_is_protocol", "_is_runtime_protocol")
                           and not m.startswith("_abc"))
@@ -98,10 +99,11 @@ def test_the_specs_bind_to_the_constructors():
     assert args[:2] == (["b"], ["a", "b"])
 
 
-def test_the_trainer_names_no_method_by_a_string():
+@pytest.mark.parametrize("path", CALLERS, ids=lambda p: p.name)
+def test_the_trainer_names_no_method_by_a_string(path):
     """Every call goes through a handle's method: no `ex.call(actor, "name")` or `ex._call`, and
     `_do(call)` takes the call alone (no `_do(actor, "name")`)."""
-    tree = ast.parse(TRAINER.read_text())
+    tree = ast.parse(path.read_text())
     offending = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):

@@ -25,7 +25,7 @@ def test_json_files_are_standard_json_with_nan_as_null(tmp_path):
 
 
 def test_stop_reasons_are_one_line_without_colour_codes():
-    from frontier.distributed.driver import one_line_error
+    from frontier.distributed.run_files import one_line_error
 
     class RemoteError(Exception):  # how a RayTaskError carries what the actor raised
         def __init__(self, cause):

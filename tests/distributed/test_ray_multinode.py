@@ -14,7 +14,8 @@ import torch
 from ray.cluster_utils import Cluster
 from ray.exceptions import RayActorError
 
-from frontier.distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayRunner
+from frontier.distributed.ray_executor import LEARNER_RESOURCE, ROLLOUT_RESOURCE, RayExecutor
+from frontier.distributed.trainer import Trainer
 from frontier.distributed.replay import read_shards
 
 # Rollout slots per worker node: one node can host all three actors of the TINY run.
@@ -57,12 +58,12 @@ def nodes():
 
 @pytest.fixture
 def make_runner(nodes):
-    """RayRunner(cfg, run_dir); its actors are killed after the test, so a restarting actor of one
+    """Trainer(cfg, run_dir, RayExecutor()); its actors are killed after the test, so a restarting actor of one
     test never takes the capacity the next test adds."""
     runners = []
 
     def make(cfg, run_dir):
-        runners.append(RayRunner(cfg, run_dir, live=False))
+        runners.append(Trainer(cfg, run_dir, RayExecutor(), live=False))
         return runners[-1]
 
     yield make
@@ -72,7 +73,7 @@ def make_runner(nodes):
 
 
 def online(runner, cfg) -> bool:
-    return runner.state.updates >= cfg.train.pretrain_updates + 20 and bool(runner.explore_versions)
+    return runner.state.updates >= cfg.train.pretrain_updates + 20 and bool(runner.rollouts.explore_versions)
 
 
 def wait_for(condition, seconds: float = 120) -> bool:
@@ -122,7 +123,7 @@ def test_losing_a_worker_node_mid_run(nodes, make_runner, tiny_config, tmp_path)
 
     def remove_node_when_online():
         if wait_for(lambda: online(runner, cfg)):
-            node_id = ray.get(runner.explorers[0].target.node_id.remote())
+            node_id = ray.get(runner.rollouts.explorers[0].target.node_id.remote())
             node = next(w for w in nodes.workers if w.node_id == node_id)
             removed["updates"] = runner.state.updates
             nodes.remove(node)
@@ -137,13 +138,13 @@ def test_losing_a_worker_node_mid_run(nodes, make_runner, tiny_config, tmp_path)
     assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates > removed["updates"]
     assert summary["faults"]["actor_restarts"] >= 1
     # Ray re-placed the lost actor on the surviving node.
-    assert node_once_up(runner.explorers[0]) in {w.node_id for w in nodes.workers}
+    assert node_once_up(runner.rollouts.explorers[0]) in {w.node_id for w in nodes.workers}
     # Every episode the store acknowledged (to the driver or to an actor that died before
     # reporting back) is in replay/, read back from disk.
     stats = ray.get(runner.replay.stats())
     on_disk = [e for _, eps, _ in read_shards(tmp_path / "replay") for e in eps]
     stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
-    assert len(on_disk) == stored >= runner.acknowledged_episodes
+    assert len(on_disk) == stored >= runner.rollouts.acknowledged_episodes
     for task in cfg.tasks:
         assert sum(e.task == task for e in on_disk) == stats[task]["added_episodes"] + stats[task]["holdout_episodes"]
 
@@ -191,7 +192,7 @@ def test_rollout_nodes_lost_while_the_actors_start(nodes, make_runner, tiny_conf
     runner = make_runner(cfg, tmp_path)
 
     def remove_every_worker_once_the_actors_exist():
-        if wait_for(lambda: runner.evaluators):
+        if wait_for(lambda: runner.rollouts.evaluators):
             for node in list(nodes.workers):
                 nodes.remove(node)
 
@@ -218,15 +219,15 @@ def test_restored_actors_are_used_again(nodes, make_runner, tiny_config, tmp_pat
     run.start()
 
     def chunks_of_explorer_0():
-        return sum(i == 0 for i, _ in runner.explore_versions)
+        return sum(i == 0 for i, _ in runner.rollouts.explore_versions)
 
     try:
         assert wait_for(lambda: online(runner, cfg))
         for node in list(nodes.workers):
             nodes.remove(node)
-        assert wait_for(lambda: not runner.health.up(runner.explorers[0]))
+        assert wait_for(lambda: not runner.rollouts.up(runner.rollouts.explorers[0]))
         nodes.add()  # capacity comes back: Ray restarts the actors there
-        assert wait_for(lambda: runner.health.up(runner.explorers[0]))
+        assert wait_for(lambda: runner.rollouts.up(runner.rollouts.explorers[0]))
         at_restore = chunks_of_explorer_0()
         assert wait_for(lambda: chunks_of_explorer_0() > at_restore)  # it explores again
     finally:

@@ -15,7 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from frontier.distributed.learner_service import LearnerService
 from frontier.distributed.monitor import tag_name
-from frontier.distributed.ray_executor import RayRunner, gcs_actor, sample_from
+from frontier.distributed.ray_executor import RayExecutor, gcs_actor, sample_from
+from frontier.distributed.trainer import Trainer
 from frontier.distributed.replay import ReplayStore, read_shards
 from frontier.distributed.rollout import collect_expert
 from frontier.envs.registry import get_task
@@ -62,7 +63,7 @@ def explore_versions_in_replay(run_dir):
 
 def test_short_run_writes_summary_tensorboard_and_replay(tiny_config, tmp_path):
     cfg = tiny_config()
-    runner = RayRunner(cfg, tmp_path, live=False)
+    runner = Trainer(cfg, tmp_path, RayExecutor(), live=False)
     summary = runner.run()
     assert summary["status"] == "finished"
     assert summary["learner_updates"] == cfg.train.pretrain_updates + cfg.train.online_updates
@@ -87,17 +88,17 @@ def test_short_run_writes_summary_tensorboard_and_replay(tiny_config, tmp_path):
     stats = ray.get(runner.replay.stats())
     on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
     stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
-    assert on_disk == stored >= runner.acknowledged_episodes > 0
+    assert on_disk == stored >= runner.rollouts.acknowledged_episodes > 0
 
 
 def test_exploration_weights_version_advances(tiny_config, tmp_path):
     # Data-relative return targets: the driver sends them with every rollout call.
     cfg = tiny_config("train.online_updates=200", "train.return_targets=data")
-    runner = RayRunner(cfg, tmp_path, live=False)
+    runner = Trainer(cfg, tmp_path, RayExecutor(), live=False)
     assert runner.run()["status"] == "finished"
     # The actors report the version they collected with; the episodes in replay/ carry it too.
     for i in range(cfg.rollout.explore_workers):
-        versions = [v for actor, v in runner.explore_versions if actor == i]
+        versions = [v for actor, v in runner.rollouts.explore_versions if actor == i]
         assert versions == sorted(versions), versions  # an actor never goes back to older weights
         assert versions[0] >= cfg.train.pretrain_updates  # pretrained weights, not the random init
         assert versions[-1] > versions[0], versions
@@ -109,9 +110,9 @@ def test_exploration_weights_version_advances(tiny_config, tmp_path):
 def _kill_explorer_when_online(runner, pretrain_updates, killed):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if runner.explorers and runner.state.updates >= pretrain_updates + 20 and runner.explore_versions:
-            pid = ray.get(runner.explorers[0].pid())
-            killed["chunks_before"] = len(runner.explore_versions)
+        if runner.rollouts.explorers and runner.state.updates >= pretrain_updates + 20 and runner.rollouts.explore_versions:
+            pid = ray.get(runner.rollouts.explorers[0].pid())
+            killed["chunks_before"] = len(runner.rollouts.explore_versions)
             killed["updates"] = runner.state.updates
             os.kill(pid, signal.SIGKILL)
             killed["pid"] = pid
@@ -121,7 +122,7 @@ def _kill_explorer_when_online(runner, pretrain_updates, killed):
 
 def test_sigkilled_rollout_actor_is_restarted_and_run_completes(tiny_config, tmp_path):
     cfg = tiny_config("train.online_updates=300")
-    runner = RayRunner(cfg, tmp_path, live=False)
+    runner = Trainer(cfg, tmp_path, RayExecutor(), live=False)
     killed = {}
     killer = threading.Thread(target=_kill_explorer_when_online, args=(runner, cfg.train.pretrain_updates, killed))
     killer.start()
@@ -134,9 +135,9 @@ def test_sigkilled_rollout_actor_is_restarted_and_run_completes(tiny_config, tmp
     assert summary["faults"]["actor_restarts"] == 1  # one death, one restart, however many calls it failed
     # Ray restarted the actor in a new process; a call with the run's last weights reference
     # (as the driver sends with every call) brings it up to date and it collects again.
-    assert ray.get(runner.explorers[0].pid()) != killed["pid"]
-    version, box = runner._weights
-    out = ray.get(runner.explorers[0].collect_into(runner.replay, 20, version, box))
+    assert ray.get(runner.rollouts.explorers[0].pid()) != killed["pid"]
+    version, box = runner.rollouts.weights
+    out = ray.get(runner.rollouts.explorers[0].collect_into(runner.replay, 20, version, box))
     assert out["weights_version"] == version == summary["learner_updates"]
     assert out["after"]["env_steps"] - out["before"]["env_steps"] >= 20
 
@@ -144,7 +145,7 @@ def test_sigkilled_rollout_actor_is_restarted_and_run_completes(tiny_config, tmp
 def _kill_core_actor_when_online(runner, which, after_updates, killed):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if runner.explorers and runner.state.updates >= after_updates and runner.explore_versions:
+        if runner.rollouts.explorers and runner.state.updates >= after_updates and runner.rollouts.explore_versions:
             actor = runner.learner if which == "learner" else runner.replay
             killed["updates"] = runner.state.updates
             killed["pid"] = gcs_actor(actor.target)["Pid"]
@@ -156,7 +157,7 @@ def _kill_core_actor_when_online(runner, which, after_updates, killed):
 @pytest.mark.parametrize("which", ["learner", "replay"])
 def test_sigkilled_learner_or_replay_store_is_rebuilt_and_run_completes(tiny_config, tmp_path, which):
     cfg = tiny_config("train.online_updates=300")
-    runner = RayRunner(cfg, tmp_path, live=False)
+    runner = Trainer(cfg, tmp_path, RayExecutor(), live=False)
     killed = {}
     # After the checkpoint at 100 updates, mid-way through the online phase.
     after = cfg.train.pretrain_updates + 90
@@ -174,16 +175,16 @@ def test_sigkilled_learner_or_replay_store_is_rebuilt_and_run_completes(tiny_con
     stats = ray.get(runner.replay.stats())
     on_disk = sum(len(eps) for _, eps, _ in read_shards(tmp_path / "replay"))
     stored = sum(s["added_episodes"] + s["holdout_episodes"] for s in stats.values())  # held out: never trained on
-    assert on_disk == stored >= runner.acknowledged_episodes > 0
+    assert on_disk == stored >= runner.rollouts.acknowledged_episodes > 0
     # Exploration went on after the rebuild, with the rebuilt learner's weights.
-    assert max(v for _, v in runner.explore_versions) > killed["updates"]
+    assert max(v for _, v in runner.rollouts.explore_versions) > killed["updates"]
 
 
 def _stop_explorer_when_online(runner, pretrain_updates, stopped):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if runner.explorers and runner.state.updates >= pretrain_updates + 20 and runner.explore_versions:
-            stopped["pid"] = ray.get(runner.explorers[0].pid())
+        if runner.rollouts.explorers and runner.state.updates >= pretrain_updates + 20 and runner.rollouts.explore_versions:
+            stopped["pid"] = ray.get(runner.rollouts.explorers[0].pid())
             os.kill(stopped["pid"], signal.SIGSTOP)  # hung as in C code: no signal handler runs, no reply comes
             return
         time.sleep(0.05)
@@ -191,7 +192,7 @@ def _stop_explorer_when_online(runner, pretrain_updates, stopped):
 
 def test_rollout_actor_hung_past_the_call_timeout_is_killed_and_replaced(tiny_config, tmp_path):
     cfg = tiny_config("train.online_updates=300", "rollout.call_timeout_s=20")
-    runner = RayRunner(cfg, tmp_path, live=False)
+    runner = Trainer(cfg, tmp_path, RayExecutor(), live=False)
     stopped = {}
     watcher = threading.Thread(target=_stop_explorer_when_online, args=(runner, cfg.train.pretrain_updates, stopped))
     watcher.start()
@@ -213,7 +214,7 @@ def test_rollout_actor_hung_past_the_call_timeout_is_killed_and_replaced(tiny_co
     deadline = time.monotonic() + 120
     while True:
         try:
-            new_pid = ray.get(runner.explorers[0].pid(), timeout=30)
+            new_pid = ray.get(runner.rollouts.explorers[0].pid(), timeout=30)
             break
         except ray.exceptions.ActorUnavailableError:
             assert time.monotonic() < deadline, "Ray did not restart the killed actor"

@@ -6,7 +6,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from frontier.distributed import config
-from frontier.distributed.local_executor import SerialRunner
+from frontier.distributed.local_executor import LocalExecutor
+from frontier.distributed.trainer import Trainer
 from frontier.distributed.replay import error_weights, read_shards
 from frontier.envs.references import REFERENCE_SEED
 from frontier.envs.seeding import RESERVED
@@ -28,7 +29,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    summary = SerialRunner(config.from_dict(TINY), run_dir, live=False).run()
+    summary = Trainer(config.from_dict(TINY), run_dir, LocalExecutor(), live=False).run()
     return run_dir, summary
 
 
@@ -78,7 +79,7 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
     episodes_before = sum(len(eps) for _, eps, _ in read_shards(run_dir / "replay"))
     # from_dict sets an override into the sections it is given: a copy, so TINY stays as it is for the next tests.
     more = config.from_dict(copy.deepcopy(TINY), ["train.online_updates=100"])
-    runner = SerialRunner(more, run_dir, resume=True, live=False)
+    runner = Trainer(more, run_dir, LocalExecutor(), resume=True, live=False)
     assert runner.learner.target.learner.updates == 300
     stats = runner.replay.target.stats().values()
     assert sum(s["episodes"] + s["holdout_episodes"] for s in stats) == episodes_before
@@ -101,7 +102,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_pat
         path.write_bytes(path.read_bytes()[:100])
     else:
         (newest / "learner_state.pt").write_bytes(b"not a checkpoint")
-    runner = SerialRunner(config.from_dict(TINY), run_dir, resume=True, live=False)
+    runner = Trainer(config.from_dict(TINY), run_dir, LocalExecutor(), resume=True, live=False)
     err = capsys.readouterr().err
     assert f"resume: skipping checkpoint {newest.name}:" in err and len(err.strip().splitlines()) == 1
     updates = int(previous.name.split("-")[1])
@@ -116,7 +117,7 @@ def test_resume_quarantines_a_corrupt_replay_shard_and_counts_it(finished_run, t
     shutil.copytree(finished_run[0], run_dir)
     shard = sorted((run_dir / "replay").glob("shard-*.npz"))[-1]
     shard.write_bytes(b"garbage")
-    runner = SerialRunner(config.from_dict(TINY), run_dir, resume=True, live=False)
+    runner = Trainer(config.from_dict(TINY), run_dir, LocalExecutor(), resume=True, live=False)
     assert runner.state.shards_quarantined == 1 and (run_dir / "replay" / "quarantine" / shard.name).is_file()
     assert f"{shard.name} is unreadable" in capsys.readouterr().err
     summary = runner.write_summary("running")
@@ -124,7 +125,7 @@ def test_resume_quarantines_a_corrupt_replay_shard_and_counts_it(finished_run, t
     assert summary["faults"]["replay_shards_quarantined"] == 1
     with pytest.raises(ValueError, match="unreadable"):  # --strict
         shutil.copy(run_dir / "replay" / "quarantine" / shard.name, shard)
-        SerialRunner(config.from_dict(TINY), run_dir, resume=True, live=False, strict=True)
+        Trainer(config.from_dict(TINY), run_dir, LocalExecutor(), resume=True, live=False, strict=True)
 
 
 def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
@@ -212,7 +213,7 @@ def test_a_resumed_serial_run_equals_an_uninterrupted_one(tmp_path, monkeypatch,
     cfg = config.from_dict(TINY, overrides)
     for name in ("whole", "parts"):
         (tmp_path / name).mkdir()
-    whole = SerialRunner(cfg, tmp_path / "whole", live=False).run()
+    whole = Trainer(cfg, tmp_path / "whole", LocalExecutor(), live=False).run()
 
     original = Trainer.checkpoint
     stopped = []
@@ -225,9 +226,9 @@ def test_a_resumed_serial_run_equals_an_uninterrupted_one(tmp_path, monkeypatch,
         return path
 
     monkeypatch.setattr(Trainer, "checkpoint", stop_once)
-    first = SerialRunner(cfg, tmp_path / "parts", live=False).run()
+    first = Trainer(cfg, tmp_path / "parts", LocalExecutor(), live=False).run()
     assert first["stop_reason"] == "interrupted" and first["learner_updates"] == 200
-    resumed = SerialRunner(cfg, tmp_path / "parts", resume=True, live=False).run()
+    resumed = Trainer(cfg, tmp_path / "parts", LocalExecutor(), resume=True, live=False).run()
     assert resumed["status"] == "finished" and resumed["learner_updates"] == 300
 
     def evals(run_dir):
@@ -248,7 +249,7 @@ def test_held_out_selection_ends_with_the_policy_of_the_lowest_held_out_nll(tmp_
 
     cfg = config.from_dict(TINY, ["train.select=val"])
     (tmp_path / "run").mkdir()
-    runner = SerialRunner(cfg, tmp_path / "run", live=False)
+    runner = Trainer(cfg, tmp_path / "run", LocalExecutor(), live=False)
     summary = runner.run()
     val = [json.loads(line) for line in (tmp_path / "run" / "val.jsonl").read_text().splitlines()]
     mean_nll = {v["updates"]: v["tasks"]["CartPole-v1"]["nll"] for v in val}

@@ -1,7 +1,7 @@
 """Data-relative return targets (train.return_targets = "data")."""
 import pytest
 
-from frontier.distributed.driver import data_targets
+from frontier.distributed.data_stats import data_targets
 from frontier.distributed.rollout import RolloutWorker
 from frontier.agents.model import ModelConfig
 from frontier.envs.spec import TaskSpec

@@ -6,8 +6,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from frontier.distributed.local_executor import SerialRunner
-from frontier.distributed.ray_executor import RayRunner
+from frontier.distributed.local_executor import LocalExecutor
+from frontier.distributed.ray_executor import RayExecutor
+from frontier.distributed.trainer import Trainer
 
 
 pytestmark = pytest.mark.usefixtures("frontier_ray")  # one Ray instance for the module
@@ -31,8 +32,8 @@ def test_serial_and_ray_keep_one_schedule(tiny_config, tmp_path):
     cfg = tiny_config("train.eval_every=40", "checkpoint_every=40")
     for d in ("serial", "ray"):
         (tmp_path / d).mkdir()
-    SerialRunner(cfg, tmp_path / "serial", live=False).run()
-    RayRunner(cfg, tmp_path / "ray", live=False).run()
+    Trainer(cfg, tmp_path / "serial", LocalExecutor(), live=False).run()
+    Trainer(cfg, tmp_path / "ray", RayExecutor(), live=False).run()
     serial, on_ray = schedule(tmp_path / "serial"), schedule(tmp_path / "ray")
     assert serial == on_ray
     assert [u for u, _ in serial["evaluations"]] == [40, 80, 120]
@@ -44,10 +45,10 @@ def test_serial_and_ray_keep_one_schedule(tiny_config, tmp_path):
 def test_init_from_freeze_trunk_and_the_flops_budget_work_on_ray(tiny_config, tmp_path):
     source, run_dir = tmp_path / "source", tmp_path / "ray"
     source.mkdir(), run_dir.mkdir()
-    SerialRunner(tiny_config("train.online_updates=0"), source, live=False).run()
+    Trainer(tiny_config("train.online_updates=0"), source, LocalExecutor(), live=False).run()
     budget = 2e6
     cfg = tiny_config(f"init_from={source}", "train.freeze_trunk=true", f"train.max_learner_flops={budget}")
-    runner = RayRunner(cfg, run_dir, live=False)
+    runner = Trainer(cfg, run_dir, RayExecutor(), live=False)
     summary = runner.run()
     assert summary["status"] == "finished"
     # The budget stops training between two updates: the last one crossed it.

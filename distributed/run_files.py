@@ -1,23 +1,30 @@
-"""What a training run keeps besides its loop (distributed/trainer.py): the run's counters
-(`RunState`), checkpoints and how to find the newest intact one, observation statistics, the
-data-relative return targets, and how a run ends (exit codes, one-line errors, SIGTERM)."""
+"""A run's files and counters: the counters it accumulates (`RunState`), its checkpoints (written
+atomically with a manifest; the newest intact one found for --resume), the lines of evals.jsonl,
+summary.json's compute and fault sections, and how a run ends (exit codes, one-line errors,
+SIGTERM).
+
+Run directory:
+  config.yaml        the resolved config
+  tb/                TensorBoard events
+  checkpoints/       ckpt-<updates>/ (model.safetensors, learner_state.pt, run_state.json)
+  replay/            persisted episodes (see distributed/replay.py)
+  summary.json       rewritten periodically and at the end
+  evals.jsonl        one line per evaluation: counters (updates, env steps, learner FLOPs and
+                     seconds, actor CPU-s) and the returns per task, for curves against compute
+  val.jsonl          one line per held-out measurement (distributed/monitor.py)
+"""
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
-
-import numpy as np
+from typing import Callable
 
 from frontier.agents.storage import sha256_file
-from frontier.envs.registry import get_task
+from frontier.distributed.monitor import write_json_atomic
 
 KEEP_CHECKPOINTS = 3
-
-
-def resolve_tasks(names: list[str]):
-    """TaskSpecs for `names`; KeyError naming an unknown task."""
-    return [get_task(n) for n in names]
 
 
 # run_state.json key of a checkpoint's manifest: {file name: {"bytes": size, "sha256": hex digest}}.
@@ -59,42 +66,31 @@ def latest_checkpoint(run_dir: Path, skipped: list[tuple[Path, str]] | None = No
     return None
 
 
-# Expert data can be nearly constant in some dimensions (an LQR-held pendulum, RAM bytes
-# that never change): without a floor, the first deviation at run time would reach the
-# model as a huge input.
-MIN_OBSERVATION_STD = 0.01
+def write_checkpoint(run_dir: Path, state: "RunState", save: Callable[[str], None]) -> Path:
+    """Write ckpt-<updates>/ atomically: `save(directory)` writes the learner's files into a
+    temporary directory, then run_state.json with their manifest, then the rename; keeps the
+    newest KEEP_CHECKPOINTS."""
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"ckpt-{state.updates:08d}"
+    tmp = root / f".tmp-{state.updates:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save(str(tmp))
+    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                for p in sorted(tmp.iterdir()) if p.is_file()}
+    write_json_atomic(tmp / "run_state.json", {**state.to_dict(), MANIFEST_KEY: manifest})
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(root.glob("ckpt-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
-def observation_stats(episodes) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and std of vector observations, std floored at MIN_OBSERVATION_STD."""
-    obs = np.concatenate([e.observations for e in episodes]).astype(np.float64)
-    return obs.mean(0), np.maximum(obs.std(0), MIN_OBSERVATION_STD)
-
-
-def return_stats(episodes, reward_scale: float) -> tuple[float, float, float, float]:
-    """Mean, std, min and max of the scaled returns of `episodes` (the return head's units and range)."""
-    returns = np.array([e.ret for e in episodes], dtype=np.float64) * reward_scale
-    return float(returns.mean()), float(returns.std()), float(returns.min()), float(returns.max())
-
-
-# The replay statistic each data-relative rule of train.return_targets takes as its reference return.
-DATA_TARGET_STAT = {"data": "best_return", "top": "top_return"}
-
-
-def data_targets(specs, references: dict, stats: dict, mode: str, rule: str, scale: float) -> dict[str, float]:
-    """{task: return target} for rollout `mode` from the replay store's stats under `rule` ("data":
-    the best return ever stored, "top": the mean of the best 10% stored now): `scale` times the
-    reference return's distance from the random return, capped at the task's own target for
-    `mode` and never below the reference; tasks with no episode yet are left out."""
-    out = {}
-    for spec in specs:
-        best = stats[spec.name][DATA_TARGET_STAT[rule]]
-        if best is None:
-            continue
-        random_ret = references[spec.name][0]
-        above = random_ret + scale * (best - random_ret)
-        out[spec.name] = min(spec.return_target(mode), max(best, above))
-    return out
+def read_run_state(ckpt: Path) -> "RunState":
+    """The counters a checkpoint saved."""
+    saved = json.loads((Path(ckpt) / "run_state.json").read_text())
+    saved.pop(MANIFEST_KEY, None)
+    return RunState.from_dict(saved)
 
 
 class RunState:
@@ -143,6 +139,31 @@ class RunState:
         s = cls()
         s.__dict__.update(d)
         return s
+
+
+    def compute(self) -> dict:
+        """summary.json's "compute" section."""
+        return {"learner_device_s": self.learner_device_s, "learner_flops": self.learner_flops,
+                "actor_cpu_s": self.actor_cpu_s, "env_steps_by_source": dict(self.env_steps_by_source)}
+
+    def faults(self) -> dict:
+        """summary.json's "faults" section."""
+        return {"actor_restarts": self.actor_restarts, "rollout_actors_lost": self.rollout_actors_lost,
+                "rollout_calls_timed_out": self.rollout_calls_timed_out, "episodes_dropped": self.episodes_dropped,
+                "episodes_dropped_by_cause": dict(self.episodes_dropped_by_cause),
+                "replay_shards_quarantined": self.shards_quarantined, "core_restores": self.core_restores,
+                "updates_redone": self.updates_redone}
+
+    def counters(self) -> dict:
+        """The counters an evaluation's line in evals.jsonl carries (those of the weights it evaluates)."""
+        return {"updates": self.updates, "env_steps": self.env_steps, "learner_flops": self.learner_flops,
+                "learner_device_s": self.learner_device_s, "actor_cpu_s": self.actor_cpu_s}
+
+
+def append_jsonl(path: Path, line: dict) -> None:
+    """One JSON line appended to `path` (evals.jsonl)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
