@@ -163,7 +163,7 @@ def mt10_part() -> tuple[dict, str]:
             for t, xs in success.items()]
     md = (f"## Meta-World MT10 (configs/metaworld-mt10.yaml), Ray\n\n"
           f"Seeds {', '.join(map(str, MT10_SEEDS))}; replay.task_sampling `{cfg.replay.task_sampling}` (floor "
-          f"{cfg.replay.task_sampling_floor:g}), no hand-set task weights; final success rate over "
+          f"{cfg.replay.task_sampling_floor:g}, temperature {cfg.replay.task_sampling_temperature:g}), no hand-set task weights; final success rate over "
           f"{cfg.train.final_eval_episodes} episodes per task.\n\n"
           + markdown_table(["task", "success (mean)", "worst seed", "per seed"], rows)
           + f"\n\nMean success: {mean:.2f} ± {half:.2f} (per seed {', '.join(f'{x:.2f}' for x in per_seed)}); "

@@ -68,13 +68,18 @@ class ReplayConfig:
     """Sampling weight per task (missing tasks weigh 1): batches are task-balanced by these weights
     (`task_sampling: fixed`)."""
     task_sampling: str = "fixed"
-    """How batches are shared between tasks: "fixed" by `task_weights`; "val_error" by the held-out
-    action error, re-weighted at every validation (`train.val_every`): `task_sampling_floor` of each
-    batch spread evenly, the rest in proportion to each task's error, so the tasks the model fits
-    worst get the most updates without hand-set weights (needs `holdout_share` > 0). The shares are
-    logged as `replay/<task>/share`."""
+    """How batches are shared between tasks: "fixed" by `task_weights`; "val_nll" by the held-out
+    action NLL, re-weighted at every validation (`train.val_every`): `task_sampling_floor` of each
+    batch spread evenly, the rest by a softmax of each task's held-out NLL (its moving average over
+    validations) over `task_sampling_temperature`, so the tasks the model fits worst get the most
+    updates without hand-set weights (needs `holdout_share` > 0). NLLs compare between tasks of one
+    action space (Meta-World's); a discrete and a continuous task's are on different scales. The
+    shares are logged as `replay/<task>/share` and summary.json's `batch_share`."""
     task_sampling_floor: float = 0.5
-    """`task_sampling: val_error`: the share of each batch spread evenly over the tasks."""
+    """`task_sampling: val_nll`: the share of each batch spread evenly over the tasks."""
+    task_sampling_temperature: float = 2.0
+    """`task_sampling: val_nll`: nats of held-out NLL per step that make a task's share of the
+    rest e times another's."""
     holdout_share: float = 0.1
     """Share of each task's expert episodes never trained on: the learner measures its action NLL
     and error on them every `train.val_every` updates (`val/<task>/...`), so overfitting shows as it
@@ -91,10 +96,12 @@ class ReplayConfig:
         _check_choice("replay.task_sampling", self.task_sampling, TASK_SAMPLING)
         if not 0.0 <= self.task_sampling_floor <= 1.0:
             raise ValueError(f"config key 'replay.task_sampling_floor' must be in [0, 1], got {self.task_sampling_floor}")
-        if self.task_sampling == "val_error" and self.task_weights:
-            raise ValueError("config keys 'replay.task_weights' and 'replay.task_sampling: val_error' exclude each other")
-        if self.task_sampling == "val_error" and self.holdout_share <= 0:
-            raise ValueError("config key 'replay.task_sampling: val_error' needs held-out data ('replay.holdout_share' > 0)")
+        if self.task_sampling_temperature <= 0:
+            raise ValueError(f"config key 'replay.task_sampling_temperature' must be > 0, got {self.task_sampling_temperature}")
+        if self.task_sampling == "val_nll" and self.task_weights:
+            raise ValueError("config keys 'replay.task_weights' and 'replay.task_sampling: val_nll' exclude each other")
+        if self.task_sampling == "val_nll" and self.holdout_share <= 0:
+            raise ValueError("config key 'replay.task_sampling: val_nll' needs held-out data ('replay.holdout_share' > 0)")
         for task, w in self.task_weights.items():
             if w < 0:
                 raise ValueError(f"config key 'replay.task_weights.{task}' must be >= 0, got {w}")

@@ -105,7 +105,7 @@ class Monitor:
             f.write(json.dumps({"updates": updates, "env_steps": step, "tasks": per_task}) + "\n")
 
     def task_shares(self, shares: dict[str, float], step: int) -> None:
-        """The replay store's batch share per task (replay.task_sampling val_error)."""
+        """The replay store's batch share per task (replay.task_sampling val_nll)."""
         for task, share in shares.items():
             self.tasks[task]["batch_share"] = share
             self.writer.add_scalar(f"replay/{tag_name(task)}/share", share, step)
@@ -190,7 +190,7 @@ class Monitor:
                 # the policy on the held-out expert episodes, the latest measurement:
                 # {"nll", "action_error", "updates"}; None (null) without held-out data
                 "val": s["val"],
-                # share of each batch drawn from this task now (replay.task_sampling val_error);
+                # share of each batch drawn from this task now (replay.task_sampling val_nll);
                 # None (null) under fixed task weights
                 "batch_share": s["batch_share"],
             }

@@ -36,8 +36,8 @@ from frontier.agents.trajectory import Batch, Episode, make_batch, reward_suffix
 
 EVICTION_RULES = ("reserve", "odt")
 # How batches are shared between tasks (replay.task_sampling): by fixed weights (replay.task_weights,
-# missing tasks 1: uniform by default), or by the held-out action error (`error_weights`).
-TASK_SAMPLING = ("fixed", "val_error")
+# missing tasks 1: uniform by default), or by the held-out action NLL (`nll_weights`).
+TASK_SAMPLING = ("fixed", "val_nll")
 # `holdout()`: at most this many windows per task, so measuring costs a few batches' forward pass.
 HOLDOUT_WINDOWS = 64
 # `stats()["top_return"]`: the mean return of this share of the stored episodes, the best ones.
@@ -293,16 +293,18 @@ class ReplayStore:
         return sum(b.steps for b in self.buffers)
 
 
-def error_weights(errors: dict[str, float], tasks: Sequence[str], floor: float) -> dict[str, float]:
-    """Batch shares by held-out action error (replay.task_sampling "val_error"): `floor` of every
-    batch spread evenly over the tasks, the rest in proportion to each task's error (a task the
-    model fits worst gets the most); a task without held-out data counts with the mean error.
-    Returns {task: share}, summing to 1."""
-    known = [max(float(errors[t]), 0.0) for t in tasks if t in errors]
-    fill = float(np.mean(known)) if known else 1.0
-    e = np.array([max(float(errors[t]), 0.0) if t in errors else fill for t in tasks])
-    e = e / e.sum() if e.sum() > 0 else np.full(len(tasks), 1.0 / len(tasks))
-    return {t: float(floor / len(tasks) + (1.0 - floor) * x) for t, x in zip(tasks, e)}
+def nll_weights(nll: dict[str, float], tasks: Sequence[str], floor: float, temperature: float) -> dict[str, float]:
+    """Batch shares by held-out action NLL (replay.task_sampling "val_nll"): `floor` of every
+    batch spread evenly over the tasks, the rest by a softmax of NLL / `temperature` (nats): a task
+    whose held-out NLL is `temperature` higher than another's gets e times its share of the rest,
+    so the tasks the model fits worst get the most updates. A task without held-out data counts
+    with the mean NLL. Returns {task: share}, summing to 1."""
+    known = [float(nll[t]) for t in tasks if t in nll]
+    fill = float(np.mean(known)) if known else 0.0
+    x = np.array([float(nll[t]) if t in nll else fill for t in tasks]) / temperature
+    soft = np.exp(x - x.max())
+    soft /= soft.sum()
+    return {t: float(floor / len(tasks) + (1.0 - floor) * p) for t, p in zip(tasks, soft)}
 
 
 def top_mean(sorted_returns: list[float]) -> float | None:

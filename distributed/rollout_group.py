@@ -9,12 +9,19 @@ the in-driver stand-ins that take a lost actor's evaluations, and expert collect
     group.start_eval(eid, episodes, targets, at)
     group.book(ready)                        # calls the executor's wait returned: booked, work moved
 
-Faults (see distributed/trainer.py's docstring for the whole story): a call that fails with the
-executor's `LOST` errors marks its actor down (one line, `faults.rollout_actors_lost`); its
-evaluations move to an in-driver stand-in, its exploration stops until a probe (`pid`, every
-PROBE_S, never blocking) answers. A call past `rollout.call_timeout_s` gets its actor killed
-(Ray restarts it), and calls of actors the executor shows restarting or dead (every CHECK_S) are
-cancelled, so the same path takes over.
+Faults (elastic, as RLlib's env runners; they happen on Ray, where actors die), handled here: a
+rollout actor whose call fails with the executor's `LOST` errors (its process died, its node was
+lost) is down. The group says so in one line, counts it (`faults.rollout_actors_lost`) and works
+around it: training goes on with the explorers left, or with none (the learner trains on the
+store); the evaluation of its tasks, and expert collection, move to the driver (an in-process
+worker) or to the actors left. Ray restarts the actor (`max_restarts=-1`) where it finds capacity,
+which may be never; until then every call to it fails at once, so the group probes it every PROBE_S
+without blocking and uses it again once a probe answers (the next call re-sends the weights). A
+call Ray queued before the driver first reached the actor is not failed but kept for the restart,
+so every CHECK_S the group cancels the calls of actors the executor shows restarting. A call that
+runs past `rollout.call_timeout_s` (a step hung in C code, where the per-step deadline cannot
+reach) gets its actor killed; Ray restarts it and the same path takes over
+(`faults.rollout_calls_timed_out`). `actor_restarts` counts restarts as Ray records them.
 """
 from __future__ import annotations
 

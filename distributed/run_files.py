@@ -15,9 +15,12 @@ Run directory:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -115,7 +118,8 @@ class RunState:
         self.updates_redone = 0  # updates made again since: those after the checkpoint the learner came back from
         self.evaluations = 0  # evaluations started: the next one's number names its episodes (RolloutWorker.evaluate)
         self.replay_rng: dict | None = None  # the replay store's sampling stream at the checkpoint
-        self.task_weights: dict[str, float] = {}  # replay.task_sampling val_error: the batch shares now
+        self.task_weights: dict[str, float] = {}  # replay.task_sampling val_nll: the batch shares now
+        self.val_nll: dict[str, float] = {}  # ... and the held-out NLL's moving average they follow
 
     @property
     def env_steps(self) -> int:
@@ -160,6 +164,22 @@ class RunState:
                 "learner_device_s": self.learner_device_s, "actor_cpu_s": self.actor_cpu_s}
 
 
+def eval_line(episodes, at: dict, targets: dict[str, float]) -> dict:
+    """An evaluation's line of evals.jsonl: the counters `at` (those of the weights evaluated),
+    the returns per task, the return targets it was conditioned on, and where tasks have a
+    success condition, the successes per task."""
+    returns: dict[str, list[float]] = {}
+    successes: dict[str, list[bool]] = {}
+    for e in episodes:
+        returns.setdefault(e.task, []).append(e.ret)
+        if e.success is not None:
+            successes.setdefault(e.task, []).append(bool(e.success))
+    line = {**at, "returns": returns, "targets": targets}
+    if successes:
+        line["successes"] = successes
+    return line
+
+
 def append_jsonl(path: Path, line: dict) -> None:
     """One JSON line appended to `path` (evals.jsonl)."""
     with open(path, "a") as f:
@@ -188,3 +208,32 @@ class Terminated(KeyboardInterrupt):
 
 # Exit status of `frontier train` by how the run ended (documented in the README).
 EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 130, "terminated": 143}
+
+
+class _Signals:
+    terminated = False
+    main_thread = False
+
+    def ignore_sigterm(self) -> None:
+        if self.main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Inside, SIGTERM raises Terminated (main thread only; elsewhere signals stay as they are);
+    yields an object whose `terminated` says whether it arrived and whose `ignore_sigterm()`
+    shields what follows (a final checkpoint) from a second one."""
+    signals = _Signals()
+    signals.main_thread = threading.current_thread() is threading.main_thread()
+
+    def on_sigterm(signum, frame):
+        signals.terminated = True
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if signals.main_thread else None
+    try:
+        yield signals
+    finally:
+        if signals.main_thread:
+            signal.signal(signal.SIGTERM, previous)

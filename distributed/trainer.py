@@ -25,19 +25,7 @@ evaluation runs on the eval workers every `train.eval_every` updates (not at the
 the final evaluation is that one); checkpoints every `checkpoint_every` updates; a final
 evaluation; model.safetensors.
 
-Faults (elastic, as RLlib's env runners; they happen on Ray, where actors die), handled by the
-RolloutGroup: a rollout actor whose call fails with the executor's `LOST` errors (its process
-died, its node was lost) is down. The group says so in one line, counts it
-(`faults.rollout_actors_lost`) and works around it: training goes on with the explorers left, or with none (the learner trains on the store); the
-evaluation of its tasks, and expert collection, move to the driver (an in-process worker) or to
-the actors left. Ray restarts the actor (`max_restarts=-1`) where it finds capacity, which may be
-never; until then every call to it fails at once, so the group probes it every PROBE_S without
-blocking and uses it again once a probe answers (the next call re-sends the weights). A call Ray
-queued before the driver first reached the actor is not failed but kept for the restart, so every
-CHECK_S the group cancels the calls of actors the executor shows restarting. A call that runs
-past `rollout.call_timeout_s` (a step hung in C code, where the per-step deadline cannot reach)
-gets its actor killed; Ray restarts it and the same path takes over
-(`faults.rollout_calls_timed_out`). `actor_restarts` counts restarts as Ray records them.
+Faults of rollout actors (elastic, as RLlib's env runners): distributed/rollout_group.py.
 
 The learner and the replay store hold the run's state, so a lost one is rebuilt by the trainer,
 not restarted: when a call fails and the executor shows either dead, the trainer waits for the
@@ -51,9 +39,7 @@ The run directory and its files: distributed/run_files.py.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -63,10 +49,10 @@ from frontier.distributed.config import RunConfig
 from frontier.distributed.data_stats import data_targets, observation_stats, return_stats
 from frontier.distributed.executor import Executor, LearnerSpec
 from frontier.distributed.monitor import Monitor, write_json_atomic
-from frontier.distributed.replay import error_weights
+from frontier.distributed.replay import nll_weights
 from frontier.distributed.rollout_group import POLL_S, RolloutGroup
-from frontier.distributed.run_files import (RunState, Terminated, append_jsonl, latest_checkpoint, one_line_error,
-                                            read_run_state, write_checkpoint)
+from frontier.distributed.run_files import (RunState, append_jsonl, eval_line, latest_checkpoint, one_line_error,
+                                            read_run_state, sigterm_interrupts, write_checkpoint)
 from frontier.distributed.schedule import checkpoint_due, evaluation_due, next_chunk, planned_updates
 from frontier.envs.registry import get_task
 from frontier.envs.references import reference_returns
@@ -75,6 +61,10 @@ from frontier.envs.references import reference_returns
 DRAIN_S = 60.0
 # Times in a run (resumes included) the trainer rebuilds a lost learner or replay store before it gives the run up.
 MAX_CORE_RESTORES = 3
+# replay.task_sampling val_nll: weight of the previous moving average of a task's held-out NLL
+# against a new measurement (between measurements 250 updates apart the NLL of a near-deterministic
+# fit moves by nats).
+VAL_NLL_DECAY = 0.5
 # RunState counters of the learner's work: a rebuilt learner takes them from its checkpoint.
 LEARNER_COUNTERS = ("updates", "learner_device_s", "learner_flops", "trained_timesteps")
 
@@ -264,23 +254,14 @@ class Trainer:
         evals.jsonl records the return targets it was conditioned on (`targets`, the tasks' own
         where absent), so `frontier eval` can condition alike."""
         at = at or self.state.counters()
-        returns: dict[str, list[float]] = {}
-        successes: dict[str, list[bool]] = {}  # tasks with a success condition only
-        for e in episodes:
-            returns.setdefault(e.task, []).append(e.ret)
-            if e.success is not None:
-                successes.setdefault(e.task, []).append(bool(e.success))
-        for task, r in returns.items():
+        line = eval_line(episodes, at, {spec.name: (targets or {}).get(spec.name, spec.return_target("eval"))
+                                        for spec in self.specs})
+        for task, r in line["returns"].items():
             if kind == "eval":
-                self.monitor.evaluation(task, r, at["env_steps"], successes.get(task))
+                self.monitor.evaluation(task, r, at["env_steps"], line.get("successes", {}).get(task))
             else:
                 self.monitor.exploration(task, r, at["env_steps"])
         if kind == "eval":
-            line = {**at, "returns": returns,
-                    "targets": {spec.name: (targets or {}).get(spec.name, spec.return_target("eval"))
-                                for spec in self.specs}}
-            if successes:
-                line["successes"] = successes
             append_jsonl(self.run_dir / "evals.jsonl", line)
 
     def _tick(self, phase: str) -> None:
@@ -305,6 +286,18 @@ class Trainer:
         if self.cfg.init_from:
             self._do(self.learner.init_from(self.cfg.init_from, self.cfg.init_task_map))
 
+    def _reweight_tasks(self, measurements: list[dict]) -> None:
+        """replay.task_sampling val_nll: fold the held-out NLLs measured into their moving average
+        (VAL_NLL_DECAY per measurement) and give the store the shares that follow from it."""
+        s, r = self.state, self.cfg.replay
+        for per_task in measurements:
+            for task, m in per_task.items():
+                old = s.val_nll.get(task, m["nll"])
+                s.val_nll[task] = VAL_NLL_DECAY * old + (1 - VAL_NLL_DECAY) * m["nll"]
+        s.task_weights = nll_weights(s.val_nll, self.cfg.tasks, r.task_sampling_floor, r.task_sampling_temperature)
+        self._do(self.replay.set_task_weights(s.task_weights))
+        self.monitor.task_shares(s.task_weights, s.env_steps)
+
     def _start_train(self) -> None:
         budget = self.cfg.train.max_learner_flops
         left = budget - self.state.learner_flops if budget else None
@@ -326,11 +319,8 @@ class Trainer:
         self.monitor.scalars(scalars, s.env_steps)
         for updates, per_task in result["val"]:
             self.monitor.validation(per_task, s.env_steps, updates)
-        if result["val"] and self.cfg.replay.task_sampling == "val_error":
-            errors = {task: m["action_error"] for task, m in result["val"][-1][1].items()}
-            s.task_weights = error_weights(errors, self.cfg.tasks, self.cfg.replay.task_sampling_floor)
-            self._do(self.replay.set_task_weights(s.task_weights))
-            self.monitor.task_shares(s.task_weights, s.env_steps)
+        if result["val"] and self.cfg.replay.task_sampling == "val_nll":
+            self._reweight_tasks([per_task for _, per_task in result["val"]])
         if not schedule:
             return
         if evaluation_due(self.cfg, s.updates):
@@ -380,30 +370,20 @@ class Trainer:
     def finish(self, loop) -> dict:
         """Run `loop()`, then the final summary; Ctrl-C (SIGINT) and SIGTERM checkpoint and record
         the stop ("interrupted", "terminated")."""
-        main_thread = threading.current_thread() is threading.main_thread()
-        terminated = []
-
-        def on_sigterm(signum, frame):
-            terminated.append(True)
-            raise Terminated()
-
-        previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
-        try:
-            loop()
-            self.checkpoint()
-            return self.write_summary("finished", **({"selected": self.selected} if self.selected else {}))
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
-            if main_thread:  # a second signal during the final checkpoint must not cut it short
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            self.checkpoint()
-            return self.write_summary("failed", stop_reason="terminated" if terminated else "interrupted")
-        except Exception as e:
-            self.write_summary("failed", stop_reason=one_line_error(e))
-            raise
-        finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, previous)
-            self.monitor.close()
+        with sigterm_interrupts() as signals:
+            try:
+                loop()
+                self.checkpoint()
+                return self.write_summary("finished", **({"selected": self.selected} if self.selected else {}))
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
+                signals.ignore_sigterm()  # a second signal during the final checkpoint must not cut it short
+                self.checkpoint()
+                return self.write_summary("failed", stop_reason="terminated" if signals.terminated else "interrupted")
+            except Exception as e:
+                self.write_summary("failed", stop_reason=one_line_error(e))
+                raise
+            finally:
+                self.monitor.close()
 
     def _stop_actors(self) -> None:
         if hasattr(self, "learner") and self.ex.connected():
@@ -444,7 +424,7 @@ class Trainer:
             self.initialize_learner()
             self._needs_init = False
         self._do(self.learner.set_holdout(self._do(self.replay.holdout()), cfg.train.val_every, cfg.train.select == "val"))
-        if s.task_weights:  # replay.task_sampling val_error: the shares the last validation set
+        if s.task_weights:  # replay.task_sampling val_nll: the shares the last validation set
             self._do(self.replay.set_task_weights(s.task_weights))
         r.weights = self._do(self.learner.weights())
 

@@ -38,8 +38,8 @@ def test_round_trip(tmp_path):
     ("tasks: [CartPole-v1]\nmodel: {embed_dim: 30, n_heads: 4}\n", [], "model': embed_dim 30"),
     ("tasks: [CartPole-v1]\n", ["nosuchkey"], "key=value"),
     ("tasks: [CartPole-v1]\n", ["replay.task_sampling=loss"], "replay.task_sampling"),
-    ("tasks: [CartPole-v1]\n", ["replay.task_sampling=val_error", "replay.holdout_share=0"], "replay.holdout_share"),
-    ("tasks: [CartPole-v1]\nreplay: {task_sampling: val_error, task_weights: {CartPole-v1: 2}}\n", [],
+    ("tasks: [CartPole-v1]\n", ["replay.task_sampling=val_nll", "replay.holdout_share=0"], "replay.holdout_share"),
+    ("tasks: [CartPole-v1]\nreplay: {task_sampling: val_nll, task_weights: {CartPole-v1: 2}}\n", [],
      "replay.task_weights"),
     ("tasks: [CartPole-v1]\n", ["bogus.section=1"], "bogus"),
 ])

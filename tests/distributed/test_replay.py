@@ -4,7 +4,7 @@ import pytest
 
 from frontier.agents.spaces import Box, Discrete, TaskInfo
 from frontier.agents.trajectory import Episode
-from frontier.distributed.replay import ReplayStore, error_weights, read_shards
+from frontier.distributed.replay import ReplayStore, nll_weights, read_shards
 
 TASKS = [TaskInfo("vec", Box((3,)), Box((2,)), reward_scale=0.1), TaskInfo("disc", Box((4,)), Discrete(3))]
 
@@ -46,12 +46,15 @@ def test_task_balanced_sampling_and_weights():
     assert 0.70 < share < 0.80  # weights 3:1
 
 
-def test_error_weights_spread_a_floor_evenly_and_the_rest_by_error():
-    shares = error_weights({"a": 0.3, "b": 0.1, "c": 0.0}, ["a", "b", "c"], floor=0.3)
-    assert shares == pytest.approx({"a": 0.1 + 0.7 * 0.75, "b": 0.1 + 0.7 * 0.25, "c": 0.1})
-    # A task without held-out data counts with the mean error; all-zero errors share evenly.
-    assert error_weights({"a": 0.4}, ["a", "b"], floor=0.0) == pytest.approx({"a": 0.5, "b": 0.5})
-    assert error_weights({"a": 0.0, "b": 0.0}, ["a", "b"], floor=0.2) == pytest.approx({"a": 0.5, "b": 0.5})
+def test_nll_weights_spread_a_floor_evenly_and_the_rest_by_a_softmax_of_the_nll():
+    # b's NLL is one temperature above a's: e times a's share of the rest; c's far below.
+    shares = nll_weights({"a": -6.0, "b": -4.0, "c": -40.0}, ["a", "b", "c"], floor=0.3, temperature=2.0)
+    e = np.e
+    assert shares == pytest.approx({"a": 0.1 + 0.7 / (1 + e), "b": 0.1 + 0.7 * e / (1 + e), "c": 0.1}, abs=1e-6)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # A task without held-out data counts with the mean NLL; equal NLLs share evenly.
+    assert nll_weights({"a": -3.0}, ["a", "b"], floor=0.0, temperature=1.0) == pytest.approx({"a": 0.5, "b": 0.5})
+    assert nll_weights({"a": 1.0, "b": 1.0}, ["a", "b"], floor=0.2, temperature=1.0) == pytest.approx({"a": 0.5, "b": 0.5})
 
 
 def test_set_task_weights_changes_the_batch_shares():

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from frontier.distributed import config
 from frontier.distributed.local_executor import LocalExecutor
 from frontier.distributed.trainer import Trainer
-from frontier.distributed.replay import error_weights, read_shards
+from frontier.distributed.replay import nll_weights, read_shards
 from frontier.envs.references import REFERENCE_SEED
 from frontier.envs.seeding import RESERVED
 
@@ -196,12 +196,14 @@ def test_sigterm_ends_in_a_checkpoint_and_a_terminated_summary(tmp_path):
     assert int(newest.name.split("-")[1]) == summary["learner_updates"]  # the final checkpoint is the stop's
 
 
-@pytest.mark.parametrize("overrides", [[], ["tasks=[CartPole-v1,Pendulum-v1]"], ["tasks=[CartPole-v1,Pendulum-v1]", "replay.task_sampling=val_error"]],
-                         ids=["fixed", "two", "val_error"])
+@pytest.mark.parametrize("overrides", [
+    [], ["tasks=[CartPole-v1,Pendulum-v1]"],
+    ["tasks=[CartPole-v1,Pendulum-v1]", "replay.task_sampling=val_nll", "replay.task_sampling_temperature=0.1"],
+], ids=["fixed", "two", "val_nll"])
 def test_a_resumed_serial_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, overrides):
     # Stopped at the checkpoint of 200 updates (pretraining, after the evaluation at 150) and
     # resumed: the same batches (the replay store's sampling stream is checkpointed, and with
-    # val_error the batch shares the last validation set), the same evaluation episodes (named by
+    # val_nll the batch shares the held-out NLLs set), the same evaluation episodes (named by
     # the evaluation's number, which is checkpointed too), the same weights, so the same
     # evaluations and the same final scores.
     import torch
@@ -237,8 +239,11 @@ def test_a_resumed_serial_run_equals_an_uninterrupted_one(tmp_path, monkeypatch,
     assert evals(tmp_path / "parts") == evals(tmp_path / "whole")
     assert resumed["tasks"] == whole["tasks"]
     if len(overrides) > 1:  # the shares follow the last validation's action errors
-        last = json.loads((tmp_path / "whole" / "val.jsonl").read_text().splitlines()[-1])["tasks"]
-        expected = error_weights({t: m["action_error"] for t, m in last.items()}, cfg.tasks, 0.5)
+        average = {}
+        for line in (tmp_path / "whole" / "val.jsonl").read_text().splitlines():
+            for t, m in json.loads(line)["tasks"].items():
+                average[t] = 0.5 * average.get(t, m["nll"]) + 0.5 * m["nll"]
+        expected = nll_weights(average, cfg.tasks, 0.5, 0.1)
         assert {t: whole["tasks"][t]["batch_share"] for t in cfg.tasks} == pytest.approx(expected)
         assert abs(expected["CartPole-v1"] - 0.5) > 0.01
 
