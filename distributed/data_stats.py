@@ -24,6 +24,19 @@ def return_stats(episodes, reward_scale: float) -> tuple[float, float, float, fl
     return float(returns.mean()), float(returns.std()), float(returns.min()), float(returns.max())
 
 
+def rollout_targets(train_cfg, specs, references: dict, stats, mode: str) -> dict[str, float | None] | None:
+    """Return targets for rollout `mode` ("eval" or "explore") under `train.return_targets`: None
+    for the tasks' own ("task"), None per task for a prediction from each episode's first
+    observation ("state"), else `data_targets` at the mode's scale; `stats()` gives the replay
+    store's stats, asked for only when the targets need them."""
+    if train_cfg.return_targets == "task":
+        return None
+    if train_cfg.return_targets == "state":
+        return {spec.name: None for spec in specs}
+    scale = train_cfg.eval_target_scale if mode == "eval" else train_cfg.explore_target_scale
+    return data_targets(specs, references, stats(), mode, train_cfg.return_targets, scale)
+
+
 def data_targets(specs, references: dict, stats: dict, mode: str, rule: str, scale: float) -> dict[str, float]:
     """{task: return target} for rollout `mode` from the replay store's stats under `rule` ("data":
     the best return ever stored, "top": the mean of the best 10% stored now): `scale` times the

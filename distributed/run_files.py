@@ -145,6 +145,13 @@ class RunState:
         return s
 
 
+    def rates(self, wall_s: float) -> dict[str, float]:
+        """Per-second rates over the run's `wall_s` (summary.json's "throughput")."""
+        wall = max(wall_s, 1e-9)
+        return {"env_steps_per_s": self.env_steps / wall, "updates_per_s": self.updates / wall,
+                "trained_timesteps_per_s": self.trained_timesteps / wall,
+                "learner_utilization": self.learner_device_s / wall}
+
     def compute(self) -> dict:
         """summary.json's "compute" section."""
         return {"learner_device_s": self.learner_device_s, "learner_flops": self.learner_flops,

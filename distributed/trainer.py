@@ -5,11 +5,11 @@
                                                              # (RayExecutor(address): a running cluster)
 
 `Trainer` runs the schedule (distributed/schedule.py says when to train, explore, evaluate and
-checkpoint): expert collection, observation statistics, offline pretraining, online rounds,
-evaluations, checkpoints, the wall and FLOPs budgets, init_from, TensorBoard and summary.json. It
-places the learner service and the replay store through the executor and hands the rollout
-actors to a RolloutGroup (distributed/rollout_group.py), which alone knows which are up; the
-run's files and counters are distributed/run_files.py's. The executor (distributed/executor.py:
+checkpoint): expert collection, offline pretraining, online rounds, evaluations, checkpoints, the
+wall and FLOPs budgets, TensorBoard and summary.json. Its parts: the learner service and the
+replay store (distributed/core.py: Core, placed, initialized and rebuilt together), the rollout
+actors (distributed/rollout_group.py: RolloutGroup, which alone knows which are up), and the
+run's files and counters (distributed/run_files.py). The executor (distributed/executor.py:
 Executor) only places the components and carries the calls to them: it hands back a typed handle
 per component whose methods send that component's calls (`self.learner.train(n, left)`) and
 return calls in flight, for `wait` and `get` as Ray's. In process a call runs when it is waited
@@ -38,18 +38,16 @@ The run directory and its files: distributed/run_files.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
-from frontier.agents.spaces import Box
 from frontier.distributed import config as config_mod
 from frontier.distributed.config import RunConfig
-from frontier.distributed.data_stats import data_targets, observation_stats, return_stats
-from frontier.distributed.executor import Executor, LearnerSpec
+from frontier.distributed.core import Core
+from frontier.distributed.data_stats import rollout_targets
+from frontier.distributed.executor import Executor
 from frontier.distributed.monitor import Monitor, write_json_atomic
-from frontier.distributed.replay import nll_weights
 from frontier.distributed.rollout_group import POLL_S, RolloutGroup
 from frontier.distributed.run_files import (RunState, append_jsonl, eval_line, latest_checkpoint, one_line_error,
                                             read_run_state, sigterm_interrupts, write_checkpoint)
@@ -61,10 +59,6 @@ from frontier.envs.references import reference_returns
 DRAIN_S = 60.0
 # Times in a run (resumes included) the trainer rebuilds a lost learner or replay store before it gives the run up.
 MAX_CORE_RESTORES = 3
-# replay.task_sampling val_nll: weight of the previous moving average of a task's held-out NLL
-# against a new measurement (between measurements 250 updates apart the NLL of a near-deterministic
-# fit moves by nats).
-VAL_NLL_DECAY = 0.5
 # RunState counters of the learner's work: a rebuilt learner takes them from its checkpoint.
 LEARNER_COUNTERS = ("updates", "learner_device_s", "learner_flops", "trained_timesteps")
 
@@ -98,15 +92,17 @@ class Trainer:
         self._last_summary = 0.0
         self._train = None  # the learner's in-flight train call, if any
         self.selected: dict | None = None  # train.select "val": {"updates", "val_nll"} of the final policy
+        self.core = Core(executor, cfg, self.infos, self.run_dir, self.state)
         self.rollouts = RolloutGroup(executor, cfg, self.specs, self.state, self.record_episodes,
-                                     lambda: self.targets(self._replay_stats, "explore"))
+                                     lambda: self.targets("explore"))
         self._needs_init = self.resume_from is None  # observation statistics and init_from (a checkpoint has both)
         self._restarts_before = self.state.actor_restarts  # restarts of earlier sessions of a resumed run
         try:
             self.ex.connect(cfg)
-            self._place()
+            self.core.place()
+            self.rollouts.replay = self.replay
             if resume:
-                restored = self._restore_store()
+                restored = self.core.restore_store(self.strict)
                 if self.state.replay_rng is not None:  # the sampling stream goes on where it was
                     self._do(self.replay.set_rng_state(self.state.replay_rng))
                 if self.resume_from is not None:
@@ -132,66 +128,17 @@ class Trainer:
         """Wait for `call` (a handle's call: `self._do(self.replay.stats())`); its result."""
         return self.ex.get(call)
 
-    def vector_tasks(self) -> list[int]:
-        """Indices of the tasks with vector observations (normalized with the expert data's statistics)."""
-        return [i for i, t in enumerate(self.infos) if isinstance(t.observation, Box) and not t.observation.is_image]
+    @property
+    def learner(self):
+        return self.core.learner
+
+    @property
+    def replay(self):
+        return self.core.replay
 
     def out_of_budget(self) -> bool:
         budget = self.cfg.train.max_learner_flops
         return bool(budget) and self.state.learner_flops >= budget
-
-    # -- placement -----------------------------------------------------------------------
-
-    def _place(self) -> None:
-        cfg = self.cfg
-        self.replay = self.ex.replay_store(self.infos, cfg.replay.capacity, cfg.replay.offline_share,
-                                           cfg.model.context_len, cfg.replay.task_weights,
-                                           str(self.run_dir / "replay"), seed=cfg.seed, eviction=cfg.replay.eviction,
-                                           holdout_share=cfg.replay.holdout_share)
-        learner_cfg = cfg.learner
-        if not learner_cfg.decay_updates:  # the schedule's decay spans the offline phase
-            learner_cfg = dataclasses.replace(learner_cfg, decay_updates=cfg.train.pretrain_updates)
-        self.learner = self.ex.learner_service(self.replay, LearnerSpec(
-            cfg.model, self.infos, learner_cfg, cfg.seed, cfg.train.batch_size, cfg.rollout.weights_every,
-            frozen_trunk=cfg.train.freeze_trunk))
-        self.rollouts.replay = self.replay
-
-    def _restore_store(self) -> int:
-        """Refill the store from replay/ (after a crash or stop); returns the episodes restored."""
-        restored, quarantined = self._do(self.replay.restore(self.strict))
-        self.state.shards_quarantined += quarantined
-        # Expert data acknowledged before a crash is in replay/: never collect it twice.
-        self.state.experts_done |= any(v["offline_timesteps"] for v in self._replay_stats().values())
-        return restored
-
-    def _core_lost(self) -> str | None:
-        """"learner" or "replay store" if the executor shows that actor dead, else None."""
-        for name, actor in (("learner", self.learner), ("replay store", self.replay)):
-            if self.ex.dead(actor):
-                return name
-        return None
-
-    def _restore_core(self, lost: str, error: Exception) -> None:
-        """Rebuild the learner and the store after `lost` died (see the module docstring)."""
-        s = self.state
-        ckpt = latest_checkpoint(self.run_dir)
-        print(f"{lost} actor lost ({type(error).__name__}): rebuilding the learner from "
-              f"{ckpt.name if ckpt else 'scratch'} and the replay store from replay/", flush=True)
-        self.rollouts.drain(time.monotonic() + DRAIN_S)
-        for actor in (self.learner, self.replay):
-            self.ex.kill(actor, restart=False)
-        self._train = None
-        self._place()
-        self._restore_store()
-        updates_before = s.updates
-        saved = read_run_state(ckpt) if ckpt else RunState()
-        for key in LEARNER_COUNTERS:
-            setattr(s, key, getattr(saved, key))
-        if ckpt is not None:
-            self._do(self.learner.load(str(ckpt)))
-        self._needs_init = ckpt is None  # a checkpoint carries the statistics inside the model
-        s.core_restores += 1
-        s.updates_redone += updates_before - s.updates
 
     # -- files and counters --------------------------------------------------------------
 
@@ -205,16 +152,6 @@ class Trainer:
         self.state.replay_rng = self._do(self.replay.rng_state())
         return write_checkpoint(self.run_dir, self.state, lambda d: self._do(self.learner.save(d)))
 
-    def _rates(self) -> dict[str, float]:
-        wall = max(self.wall_s, 1e-9)
-        s = self.state
-        return {
-            "env_steps_per_s": s.env_steps / wall,
-            "updates_per_s": s.updates / wall,
-            "trained_timesteps_per_s": s.trained_timesteps / wall,
-            "learner_utilization": s.learner_device_s / wall,
-        }
-
     def _count_restarts(self) -> None:
         """Rollout actor restarts, as the executor records them."""
         try:
@@ -227,7 +164,7 @@ class Trainer:
         self._count_restarts()
         s = self.state
         s.wall_s = self.wall_s
-        self.monitor.throughput(self._rates(), s.env_steps)
+        self.monitor.throughput(s.rates(s.wall_s), s.env_steps)
         data = self.monitor.summary(status, s.env_steps, s.updates, s.wall_s, s.compute(), s.faults())
         if extra:
             data.update(extra)
@@ -235,16 +172,9 @@ class Trainer:
         self._last_summary = time.monotonic()
         return data
 
-    def targets(self, stats, mode: str) -> dict[str, float] | None:
-        """Return targets for rollout `mode` under `train.return_targets` (None: the tasks' own);
-        `stats()` gives the replay store's stats, asked for only when the targets need them."""
-        if self.cfg.train.return_targets == "task":
-            return None
-        if self.cfg.train.return_targets == "state":  # each episode's from its first observation
-            return {spec.name: None for spec in self.specs}
-        t = self.cfg.train
-        scale = t.eval_target_scale if mode == "eval" else t.explore_target_scale
-        return data_targets(self.specs, self.references, stats(), mode, t.return_targets, scale)
+    def targets(self, mode: str) -> dict[str, float] | None:
+        """Return targets for rollout `mode` (data_stats.rollout_targets)."""
+        return rollout_targets(self.cfg.train, self.specs, self.references, self._replay_stats, mode)
 
     def record_episodes(self, episodes, kind: str, targets: dict[str, float] | None = None,
                         at: dict | None = None) -> None:
@@ -272,31 +202,25 @@ class Trainer:
             self.write_summary("running")
 
     def _replay_stats(self) -> dict:
-        return self._do(self.replay.stats())
+        return self.core.stats()
 
-    def initialize_learner(self) -> None:
-        """What a checkpoint would carry: observation statistics from the store, and init_from."""
-        stats = {i: observation_stats(self._do(self.replay.episodes(self.infos[i].name)))
-                 for i in self.vector_tasks()}
-        self._do(self.learner.set_observation_stats(stats))
-        if self.cfg.model.return_head:
-            self._do(self.learner.set_return_stats(
-                {i: return_stats(self._do(self.replay.episodes(t.name)), t.reward_scale)
-                 for i, t in enumerate(self.infos)}))
-        if self.cfg.init_from:
-            self._do(self.learner.init_from(self.cfg.init_from, self.cfg.init_task_map))
-
-    def _reweight_tasks(self, measurements: list[dict]) -> None:
-        """replay.task_sampling val_nll: fold the held-out NLLs measured into their moving average
-        (VAL_NLL_DECAY per measurement) and give the store the shares that follow from it."""
-        s, r = self.state, self.cfg.replay
-        for per_task in measurements:
-            for task, m in per_task.items():
-                old = s.val_nll.get(task, m["nll"])
-                s.val_nll[task] = VAL_NLL_DECAY * old + (1 - VAL_NLL_DECAY) * m["nll"]
-        s.task_weights = nll_weights(s.val_nll, self.cfg.tasks, r.task_sampling_floor, r.task_sampling_temperature)
-        self._do(self.replay.set_task_weights(s.task_weights))
-        self.monitor.task_shares(s.task_weights, s.env_steps)
+    def _restore_core(self, lost: str, error: Exception) -> None:
+        """Rebuild the learner and the store after `lost` died (see the module docstring)."""
+        s = self.state
+        ckpt = latest_checkpoint(self.run_dir)
+        print(f"{lost} actor lost ({type(error).__name__}): rebuilding the learner from "
+              f"{ckpt.name if ckpt else 'scratch'} and the replay store from replay/", flush=True)
+        self.rollouts.drain(time.monotonic() + DRAIN_S)
+        self._train = None
+        updates_before = s.updates
+        self.core.rebuild(ckpt, self.strict)
+        self.rollouts.replay = self.replay
+        saved = read_run_state(ckpt) if ckpt else RunState()
+        for key in LEARNER_COUNTERS:
+            setattr(s, key, getattr(saved, key))
+        self._needs_init = ckpt is None  # a checkpoint carries the statistics inside the model
+        s.core_restores += 1
+        s.updates_redone += updates_before - s.updates
 
     def _start_train(self) -> None:
         budget = self.cfg.train.max_learner_flops
@@ -314,13 +238,13 @@ class Trainer:
         s.learner_flops += m["learner/flops"]
         s.trained_timesteps += result["trained_timesteps"]
         scalars = {k: v for k, v in m.items() if k not in ("learner/update_s", "learner/flops")}
-        scalars["learner/utilization"] = self._rates()["learner_utilization"]
+        scalars["learner/utilization"] = s.rates(self.wall_s)["learner_utilization"]
         scalars["learner/batch_wait_s"] = result["batch_wait_s"]
         self.monitor.scalars(scalars, s.env_steps)
         for updates, per_task in result["val"]:
             self.monitor.validation(per_task, s.env_steps, updates)
         if result["val"] and self.cfg.replay.task_sampling == "val_nll":
-            self._reweight_tasks([per_task for _, per_task in result["val"]])
+            self.monitor.task_shares(self.core.reweight_tasks([per_task for _, per_task in result["val"]]), s.env_steps)
         if not schedule:
             return
         if evaluation_due(self.cfg, s.updates):
@@ -342,7 +266,7 @@ class Trainer:
             r.weights = self._do(self.learner.publish())
         eid = self.state.evaluations
         self.state.evaluations += 1
-        r.start_eval(eid, episodes, self.targets(self._replay_stats, "eval"), self.state.counters())
+        r.start_eval(eid, episodes, self.targets("eval"), self.state.counters())
 
     def evaluate(self, episodes: int, weights: tuple | None = None) -> None:
         """Blocking evaluation (the final one): waits for those running, then runs a fresh one.
@@ -399,7 +323,7 @@ class Trainer:
             try:
                 return self._schedule()
             except Exception as e:
-                lost = self._core_lost()
+                lost = self.core.lost()
                 if lost is None or self.state.core_restores >= MAX_CORE_RESTORES:
                     raise
                 self._restore_core(lost, e)
@@ -421,11 +345,9 @@ class Trainer:
             r.collect_experts(lambda: self.monitor.status("experts", 0, self.planned_updates, s.env_steps, self.wall_s))
             s.experts_done = True
         if self._needs_init:
-            self.initialize_learner()
+            self.core.initialize()
             self._needs_init = False
-        self._do(self.learner.set_holdout(self._do(self.replay.holdout()), cfg.train.val_every, cfg.train.select == "val"))
-        if s.task_weights:  # replay.task_sampling val_nll: the shares the last validation set
-            self._do(self.replay.set_task_weights(s.task_weights))
+        self.core.prepare()
         r.weights = self._do(self.learner.weights())
 
         # Offline pretraining: the learner alone (evaluations run beside it on their schedule).
