@@ -44,6 +44,7 @@ import numpy as np
 from frontier.agents.storage import read_episodes, sha256_file, write_episodes
 from frontier.agents.trajectory import Episode
 from frontier.envs.experts.base import ExpertSource
+from frontier.envs.records import read_json_object
 from frontier.envs.spec import TaskSpec
 
 FORMAT_VERSION = 1
@@ -216,15 +217,8 @@ def read_dataset_info(path: str | Path) -> dict:
     if not path.is_dir():
         raise ValueError(f"dataset directory {path} does not exist")
     meta = path / META_FILE
-    if not meta.is_file():
-        raise ValueError(f"{meta} is missing: {path} is not a dataset or was not completely written")
-    try:
-        record = json.loads(meta.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{meta} is unreadable: {type(e).__name__}: {e}") from None
-    required = ("format_version", "task", "source", "episodes", "cost", "files")
-    if not isinstance(record, dict) or any(k not in record for k in required):
-        raise ValueError(f"{meta} is not a dataset record (needs keys {', '.join(required)})")
+    record = read_json_object(meta, "dataset record", ("format_version", "task", "source", "episodes", "cost", "files"),
+                              missing_hint=f"{path} is not a dataset or was not completely written")
     if record["format_version"] != FORMAT_VERSION:
         raise ValueError(
             f"{meta}: format_version {record['format_version']!r} is not supported (expected {FORMAT_VERSION})")

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from frontier.envs.experts.base import PolicyExpert
+from frontier.envs.records import read_json_object
 from frontier.envs.spec import TaskSpec
 
 # Committed zoo: `<id>.safetensors` + `<id>.json` pairs, see envs/zoo/README.md.
@@ -54,19 +55,7 @@ def policy_paths(path: str | Path) -> tuple[Path, Path]:
 
 def read_card(path: str | Path) -> dict:
     """A policy card (ValueError naming the file if missing, unreadable or incomplete)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: policy card not found")
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: corrupt or truncated policy card ({e})") from None
-    if not isinstance(card, dict):
-        raise ValueError(f"{path}: policy card must be a JSON object, got {type(card).__name__}")
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise ValueError(f"{path}: policy card lacks {', '.join(missing)}")
-    return card
+    return read_json_object(path, "policy card", REQUIRED_CARD_KEYS)
 
 
 def build_net(layers: list[str]) -> nn.Sequential:
@@ -259,11 +248,11 @@ def zoo_replay(task: str, zoo_dir: str | Path | None = None) -> dict | None:
     path = directory / "index.json"
     if not path.is_file():
         return None
+    index = read_json_object(path, "medium-replay index", ("snapshots",))
     try:
-        index = json.loads(path.read_text())
         paths = [str(policy_paths(directory / s["id"])[0]) for s in index["snapshots"]]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: corrupt medium-replay index ({e!r})") from None
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a medium-replay index: its snapshots are malformed ({e!r})") from None
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise ValueError(f"{path}: snapshot weights not found: {missing[0]}")

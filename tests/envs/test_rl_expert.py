@@ -144,7 +144,7 @@ def test_a_corrupt_zoo_card_is_skipped_by_discovery_not_fatal(tmp_path, monkeypa
     (tmp_path / "bad.json").write_text("{not json")
     errors = {}
     assert [c["id"] for c in zoo_cards(tmp_path, errors=errors)] == ["good"]
-    assert list(errors) == [str(tmp_path / "bad.json")] and "corrupt" in errors[str(tmp_path / "bad.json")]
+    assert list(errors) == [str(tmp_path / "bad.json")] and "is unreadable" in errors[str(tmp_path / "bad.json")]
     monkeypatch.setattr(rl, "ZOO_DIR", tmp_path)
     with pytest.warns(UserWarning, match="zoo card skipped"):
         names = [t.name for t in mujoco.tasks()]
