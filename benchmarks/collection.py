@@ -135,11 +135,11 @@ def worker_loop(task: str, num_envs: int, steps: int, policy: str, seed: int = 0
     counts = {"steps": 0, "episodes": 0}
 
     def run() -> float:
-        start = worker.env_steps
+        start = worker.tally.env_steps
         t0 = time.perf_counter()
         episodes = worker.collect(steps)
-        rate = (worker.env_steps - start) / (time.perf_counter() - t0)
-        counts["steps"] += worker.env_steps - start
+        rate = (worker.tally.env_steps - start) / (time.perf_counter() - t0)
+        counts["steps"] += worker.tally.env_steps - start
         counts["episodes"] += len(episodes)
         return rate
 

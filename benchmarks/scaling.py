@@ -39,9 +39,9 @@ def _worker_class():
             self.policy = MLPActor(mlp_policy(task, seed)[0])
 
         def timed_collect(self, steps: int) -> int:
-            before = self.env_steps
+            before = self.tally.env_steps
             self.collect(steps)
-            return self.env_steps - before
+            return self.tally.env_steps - before
 
     return ray.remote(num_cpus=1)(BenchRolloutWorker)
 

@@ -24,7 +24,7 @@ import torch
 from frontier.agents.model import DecisionTransformer, ModelConfig
 from frontier.agents.policy import Policy
 from frontier.agents.trajectory import Episode
-from frontier.envs.env_pool import EnvPool
+from frontier.envs.env_pool import EnvPool, Tally
 from frontier.envs.registry import get_task, make_expert
 from frontier.envs.seeding import stream_seed
 
@@ -58,13 +58,11 @@ class RolloutWorker:
         self.targets: dict[int, float | None] = {}  # task index -> return target replacing the spec's (see set_targets)
         self.num_envs = num_envs
         self.seed = seed
-        self.env_steps = 0
-        self.episodes_dropped = 0
-        self.dropped_by_cause: dict[str, int] = {}  # episodes_dropped by envs.deadline.fault_cause
+        self.tally = Tally()  # env steps and dropped episodes, counted by the pool
         self.cpu_s = 0.0
         # Distinct, reproducible env seeds per worker and slot: each env built takes the next one.
         self.pool = EnvPool(self.specs, [self.task_indices[i % len(self.task_indices)] for i in range(num_envs)],
-                            seed_base=stream_seed(mode, seed, worker=worker_index), tally=self)
+                            seed_base=stream_seed(mode, seed, worker=worker_index), tally=self.tally)
 
     # -- weights -------------------------------------------------------------------------
 
@@ -112,9 +110,9 @@ class RolloutWorker:
             if self.pool.current(i) is None:
                 self._begin(i)
         done: list[Episode] = []
-        start = self.env_steps
+        start = self.tally.env_steps
         active = list(range(self.num_envs))
-        while self.env_steps - start < min_steps:
+        while self.tally.env_steps - start < min_steps:
             for i, ep in self._step_all(active):
                 done.append(ep)
                 self._begin(i)
@@ -157,8 +155,9 @@ class RolloutWorker:
         return done
 
     def counters(self) -> dict:
-        return {"env_steps": self.env_steps, "episodes_dropped": self.episodes_dropped,
-                "dropped_by_cause": dict(self.dropped_by_cause), "cpu_s": self.cpu_s}
+        t = self.tally
+        return {"env_steps": t.env_steps, "episodes_dropped": t.episodes_dropped,
+                "dropped_by_cause": dict(t.dropped_by_cause), "cpu_s": self.cpu_s}
 
 
 def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list[Episode], dict]:
@@ -167,8 +166,9 @@ def collect_expert(task: str, kind: str, episodes: int, seed: int) -> tuple[list
     t0 = time.process_time()
     source = make_expert(get_task(task), kind)
     eps = list(source.episodes(episodes, seed))
-    return eps, {"env_steps": source.env_steps, "cpu_s": time.process_time() - t0,
-                 "episodes_dropped": source.episodes_dropped, "dropped_by_cause": dict(source.dropped_by_cause)}
+    t = source.tally
+    return eps, {"env_steps": t.env_steps, "cpu_s": time.process_time() - t0,
+                 "episodes_dropped": t.episodes_dropped, "dropped_by_cause": dict(t.dropped_by_cause)}
 
 
 @dataclass

@@ -29,8 +29,8 @@ MAX_FAILED_IN_A_ROW = 20  # episodes one env may drop in a row before the pool g
 
 @dataclass
 class Tally:
-    """What a pool counts. A caller may pass its own object with these attributes (an expert source,
-    a rollout worker), so its counts accumulate over the pools it uses."""
+    """What a pool counts. A caller may pass its own (an expert source's, a rollout worker's), so
+    its counts accumulate over the pools it uses."""
 
     env_steps: int = 0  # every step taken, in kept and dropped episodes
     episodes_dropped: int = 0

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from frontier.agents.trajectory import Episode
-from frontier.envs.env_pool import EnvPool
+from frontier.envs.env_pool import EnvPool, Tally
 from frontier.envs.spec import TaskSpec
 
 # controller(obs, env) -> action in the wrapped env's units ([-1, 1] for Box actions).
@@ -28,21 +28,24 @@ class ExpertSource:
     kind: "scripted", "filtered", "rl", "dataset", "human", ...
     policy_id: names the policy (or data set) within its kind, recorded in provenance.
     spec: the task.
-    env_steps: env steps consumed so far by this source (all attempts, kept, dropped or not), so
-        the cost of producing experts can be charged. Sources reading stored data add 0.
-    episodes_dropped: attempts lost to an env that raised, hung or returned a non-finite
-        observation or reward (the episode is dropped, the env rebuilt, another env seed taken:
-        envs/env_pool.py, the rollout worker's fault boundary); `dropped_by_cause` splits them by
-        `envs.deadline.fault_cause`.
+    tally: what its env pools counted (envs.env_pool.Tally): `env_steps` consumed so far (all
+        attempts, kept, dropped or not), so the cost of producing experts can be charged (sources
+        reading stored data add 0); `episodes_dropped`, attempts lost to an env that raised, hung
+        or returned a non-finite observation or reward (the episode is dropped, the env rebuilt,
+        another env seed taken: envs/env_pool.py, the rollout worker's fault boundary), split by
+        `envs.deadline.fault_cause` in `dropped_by_cause`.
     """
 
     def __init__(self, spec: TaskSpec, kind: str, policy_id: str):
         self.spec = spec
         self.kind = kind
         self.policy_id = policy_id
-        self.env_steps = 0
-        self.episodes_dropped = 0
-        self.dropped_by_cause: dict[str, int] = {}
+        self.tally = Tally()
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps consumed so far (`tally.env_steps`)."""
+        return self.tally.env_steps
 
     def episodes(self, n: int, seed: int) -> Iterator[Episode]:
         """Yield n whole episodes tagged source={"kind", "policy", "seed"}."""
@@ -63,7 +66,7 @@ class ExpertSource:
         Laskey et al. 2017): a precise controller otherwise never leaves a thin tube of states,
         and a policy imitating it has never seen a correction.
         """
-        pool = EnvPool([self.spec], [0], seed_base=None, tally=self)
+        pool = EnvPool([self.spec], [0], seed_base=None, tally=self.tally)
         box = isinstance(pool.env(0).action_space, gym.spaces.Box)
         seed = first_seed
         try:

@@ -85,7 +85,7 @@ def test_a_hung_step_costs_its_episode_not_the_call(crashing):
     start = time.monotonic()
     episodes = worker.evaluate(5)
     assert len(episodes) == 5
-    assert INJECTED["hang"] >= 1 and worker.episodes_dropped == INJECTED["hang"]
+    assert INJECTED["hang"] >= 1 and worker.tally.episodes_dropped == INJECTED["hang"]
     assert worker.counters()["dropped_by_cause"] == {"hung": INJECTED["hang"]}
     assert time.monotonic() - start < 60  # each hang cost its 0.1 s deadline, not HANG_S
 
@@ -94,7 +94,7 @@ def test_a_reset_that_raises_is_dropped_and_counted(crashing):
     name = crashing(p_reset_raise=0.3)
     worker = RolloutWorker([name], [name], MODEL, "explore", 2, seed=0)
     worker.collect(300)
-    assert INJECTED["reset_raise"] >= 1 and worker.episodes_dropped == INJECTED["reset_raise"]
+    assert INJECTED["reset_raise"] >= 1 and worker.tally.episodes_dropped == INJECTED["reset_raise"]
     assert worker.counters()["dropped_by_cause"] == {"raised": INJECTED["reset_raise"]}
 
 

@@ -54,7 +54,7 @@ def test_a_failed_episode_is_dropped_and_counted_by_cause_and_the_call_goes_on(m
     assert len(episodes) >= 6 and all(np.all(np.isfinite(e.observations)) for e in episodes)
     causes = worker.counters()["dropped_by_cause"]
     assert causes.get("raised", 0) >= 1 and causes.get("non_finite", 0) >= 1
-    assert worker.episodes_dropped == sum(causes.values())
+    assert worker.tally.episodes_dropped == sum(causes.values())
 
 
 @pytest.mark.parametrize("mode", ["eval", "explore"])
@@ -62,7 +62,7 @@ def test_an_env_that_always_returns_nan_ends_the_call_with_an_error(monkeypatch,
     worker = _worker(monkeypatch, "CartPole-nan", NaNObservations, mode, 2)
     with pytest.raises(RuntimeError, match="CartPole-nan: 20 episodes in a row failed in one env"):
         worker.evaluate(2) if mode == "eval" else worker.collect(100)
-    assert worker.episodes_dropped >= 19
+    assert worker.tally.episodes_dropped >= 19
 
 
 class FailsAtStepFive(gym.Wrapper):
@@ -87,4 +87,4 @@ def test_an_env_that_fails_every_episode_midway_ends_the_call_with_an_error(monk
     worker = _worker(monkeypatch, "CartPole-midway", FailsAtStepFive, mode, 2)
     with pytest.raises(RuntimeError, match="CartPole-midway: 20 episodes in a row failed in one env"):
         worker.evaluate(2) if mode == "eval" else worker.collect(10_000)
-    assert worker.counters()["dropped_by_cause"] == {"raised": worker.episodes_dropped}
+    assert worker.counters()["dropped_by_cause"] == {"raised": worker.tally.episodes_dropped}

@@ -37,9 +37,9 @@ def _faulty_cartpole(raise_rate, nan_rate):
 def test_faulty_attempts_are_dropped_and_replaced(kind):
     source = make_expert(_faulty_cartpole(0.002, 0.002), kind)
     eps = list(source.episodes(6, seed=0))
-    assert len(eps) == 6 and source.episodes_dropped > 0
-    by_cause = source.dropped_by_cause  # both injected kinds occur, and nothing else
-    assert set(by_cause) == {"raised", "non_finite"} and sum(by_cause.values()) == source.episodes_dropped
+    assert len(eps) == 6 and source.tally.episodes_dropped > 0
+    by_cause = source.tally.dropped_by_cause  # both injected kinds occur, and nothing else
+    assert set(by_cause) == {"raised", "non_finite"} and sum(by_cause.values()) == source.tally.episodes_dropped
     assert all(np.all(np.isfinite(e.observations)) for e in eps)
     assert len({e.source["seed"] for e in eps}) == 6
 
@@ -76,5 +76,5 @@ def test_an_env_is_not_stepped_past_its_first_non_finite_value():
     source = make_expert(spec, "scripted")
     with pytest.raises(RuntimeError, match="20 episodes in a row failed in one env"):
         list(source.episodes(1, seed=0))
-    assert source.dropped_by_cause == {"non_finite": 20}
+    assert source.tally.dropped_by_cause == {"non_finite": 20}
     assert sum(e.after_nan for e in envs) == 0  # a later fault in the same episode would go uncounted
