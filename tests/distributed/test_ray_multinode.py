@@ -68,7 +68,7 @@ def make_runner(nodes):
 
     yield make
     for r in runners:
-        for actor in [*r.explorers, *r.evaluators, r.learner, r.replay]:
+        for actor in [*r.rollouts.explorers, *r.rollouts.evaluators, r.learner, r.replay]:
             ray.kill(actor.target, no_restart=True)
 
 
