@@ -1,4 +1,6 @@
-"""`frontier bench`: run the benchmarks under benchmarks/ and write their results.
+"""`frontier bench`: run the benchmarks under benchmarks/ and write their results, by default
+under runs/bench/ (ignored by git), so a smoke run (`--quick`) leaves the committed
+benchmarks/results/ as they are; `--out benchmarks/results` updates those.
 
 Each benchmark is a module `benchmarks.<name>` with `run(quick: bool, out: Path) -> dict`; it
 measures its contenders side by side in one run, prints a table and writes JSON, markdown and PNG
@@ -42,15 +44,17 @@ def cmd_bench(args) -> int:
             raise UsageError(str(e)) from None
         kwargs["suites"] = args.suite
     for name in names:
-        module = importlib.import_module(f"benchmarks.{name}")
+        module = importlib.import_module(f"frontier.benchmarks.{name}")
         print(f"== bench {name} ({'quick' if args.quick else 'full'}) -> {out}", flush=True)
         module.run(quick=args.quick, out=out, **kwargs)
     return 0
 
 
-def add_parser(sub) -> None:
-    from frontier.benchmarks.common import RESULTS_DIR
+# Where results go without --out: beside the benchmarks' run directories, not over the committed ones.
+DEFAULT_OUT = Path("runs") / "bench"
 
+
+def add_parser(sub) -> None:
     b = sub.add_parser(
         "bench", help="measure collection, learner, replay, scaling, learning and thread performance",
         description="Run benchmarks side by side and write <name>.json, <name>.md and PNG plots. "
@@ -66,5 +70,6 @@ def add_parser(sub) -> None:
     b.add_argument("--suite", action="append", metavar="NAME",
                    help="learning only: run this suite (quick, medium, low; repeatable) and keep the other "
                         "suites' sections from the results in --out")
-    b.add_argument("--out", default=str(RESULTS_DIR), help=f"results directory (default {RESULTS_DIR})")
+    b.add_argument("--out", default=str(DEFAULT_OUT),
+                   help=f"results directory (default {DEFAULT_OUT}; --out benchmarks/results replaces the committed ones)")
     b.set_defaults(func=cmd_bench)

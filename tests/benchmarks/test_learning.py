@@ -81,3 +81,10 @@ def test_offline_evaluation_is_matched_on_its_updates(tmp_path):
     # The evaluation at 1,000 updates is missing: no other one stands in for it.
     with pytest.raises(ValueError, match="no evaluation of Hopper-v5 at 1000 updates"):
         learning.evaluation_at(tmp_path, "Hopper-v5", 1000)
+
+
+def test_bench_writes_under_runs_bench_by_default_not_over_the_committed_results():
+    from frontier.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "learning", "--quick"])
+    assert args.out == "runs/bench"
