@@ -77,9 +77,10 @@ class ReplayConfig:
     shares are logged as `replay/<task>/share` and summary.json's `batch_share`."""
     task_sampling_floor: float = 0.5
     """`task_sampling: val_nll`: the share of each batch spread evenly over the tasks."""
-    task_sampling_temperature: float = 2.0
+    task_sampling_temperature: float = 1.0
     """`task_sampling: val_nll`: nats of held-out NLL per step that make a task's share of the
-    rest e times another's."""
+    rest e times another's. On MT10 (dev seed 0) 1.0 gave push-v3 on average 0.28 of each batch
+    (the hand-set weights gave it 0.29), 2.0 gave it 0.18 (benchmarks/results/stability-notes.md)."""
     holdout_share: float = 0.1
     """Share of each task's expert episodes never trained on: the learner measures its action NLL
     and error on them every `train.val_every` updates (`val/<task>/...`), so overfitting shows as it
