@@ -1,6 +1,7 @@
 """`frontier eval`: deterministic evaluation episodes with a run's final model (or latest checkpoint)."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -19,20 +20,53 @@ def last_eval_targets(run_dir: Path) -> dict[str, float]:
         return {}
 
 
+def chosen_weights(run_dir: Path, checkpoint: int | None, raw: bool) -> Path:
+    """The weights file to evaluate: the run's final model.safetensors (or, without one, its
+    newest intact checkpoint's), checkpoint ckpt-<N> with `checkpoint`, and with `raw` that
+    checkpoint's learner_state.pt (the raw parameters where the policy is their moving average)."""
+    from frontier.distributed.run_files import checkpoint_problem, latest_checkpoint
+
+    final = run_dir / "model.safetensors"
+    if checkpoint is None and not raw and final.is_file():
+        return final
+    if checkpoint is None:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise UsageError(f"{run_dir}: no model.safetensors and no checkpoint to evaluate")
+    else:
+        ckpt = run_dir / "checkpoints" / f"ckpt-{checkpoint:08d}"
+        if not ckpt.is_dir():
+            have = sorted(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("ckpt-*"))
+            raise UsageError(f"{run_dir}: no checkpoint at {checkpoint} updates (checkpoints at: "
+                             f"{', '.join(map(str, have)) or 'none'})")
+        why = checkpoint_problem(ckpt)
+        if why is not None:
+            raise UsageError(f"{ckpt}: not intact ({why})")
+    if raw:
+        import torch
+
+        state = torch.load(ckpt / "learner_state.pt", map_location="cpu", weights_only=True)
+        if "train_model" not in state:
+            raise UsageError(f"{ckpt}: its policy is the raw weights (no moving average, learner.ema_decay 0): "
+                             "evaluate it without --raw-weights")
+        return ckpt / "learner_state.pt"
+    return ckpt / "model.safetensors"
+
+
+def raw_weights(path: Path) -> dict:
+    """The raw parameters (and buffers) a checkpoint's learner_state.pt holds beside the average."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["train_model"]
+
+
 def cmd_eval(args) -> int:
     from frontier.distributed import config as config_mod
 
     run_dir = Path(args.run_dir)
-    weights = run_dir / "model.safetensors"
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no config.yaml)")
-    if not weights.is_file():
-        from frontier.distributed.run_files import latest_checkpoint
-
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise UsageError(f"{run_dir}: no model.safetensors and no checkpoint to evaluate")
-        weights = ckpt / "model.safetensors"
+    weights = chosen_weights(run_dir, args.checkpoint, args.raw_weights)
     try:
         cfg = config_mod.load(run_dir / "config.yaml")
     except ValueError as e:
@@ -53,9 +87,10 @@ def cmd_eval(args) -> int:
     from frontier.envs.registry import get_task
 
     try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError) as e:
+        state = load_file(str(weights)) if weights.suffix == ".safetensors" else raw_weights(weights)
+    except (SafetensorError, OSError, RuntimeError, KeyError) as e:
         raise UsageError(f"cannot read weights {weights}: {e}")
+    print(f"weights: {weights}{' (raw, not the moving average)' if weights.suffix != '.safetensors' else ''}")
     worker = RolloutWorker(tasks, cfg.tasks, cfg.model, "eval", max(len(tasks), cfg.rollout.envs_per_worker),
                            args.seed, 0)
     worker.set_weights(0, state)
@@ -107,7 +142,13 @@ def cmd_eval(args) -> int:
 def add_parser(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate a trained run's model",
                         description="Run deterministic evaluation episodes with a run's final model (or latest "
-                                    "checkpoint) and print returns and normalized scores.")
+                                    "checkpoint) and print returns and normalized scores.",
+                        epilog="examples:\n"
+                               "  frontier eval runs/quick                        # the final model, 20 episodes per task\n"
+                               "  frontier eval runs/quick --checkpoint 3000      # the policy at 3,000 updates\n"
+                               "  frontier eval runs/mt10 --raw-weights --tasks Meta-World/push-v3\n"
+                               "  frontier eval runs/quick --target 200 500 --tasks CartPole-v1   # does it follow its target?",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("run_dir", help="a run directory written by 'frontier train'")
     ev.add_argument("--episodes", type=int, default=20, help="episodes per task (default 20)")
     ev.add_argument("--tasks", nargs="+", help="evaluate only these tasks of the run")
@@ -116,5 +157,10 @@ def add_parser(sub) -> None:
                     help="condition every evaluated task on this return instead of the run's last evaluation "
                          "targets; several values evaluate once per value (does the model follow its target?), "
                          "and --json then holds a list per task")
+    ev.add_argument("--checkpoint", type=int, metavar="UPDATES",
+                    help="evaluate the checkpoint taken at this many updates (checkpoints/ckpt-<UPDATES>)")
+    ev.add_argument("--raw-weights", action="store_true",
+                    help="evaluate the raw parameters instead of their moving average (learner.ema_decay > 0), "
+                         "from the chosen checkpoint or the newest one")
     ev.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ev.set_defaults(func=cmd_eval)

@@ -139,6 +139,26 @@ def test_eval_command_scores_the_final_model(finished_run, tmp_path, capsys):
     assert "return targets of the run's last evaluation: CartPole-v1 500.0" in capsys.readouterr().out
 
 
+def test_eval_command_takes_a_chosen_checkpoint_or_the_raw_weights(finished_run, tmp_path, capsys):
+    from frontier.cli import main
+
+    run_dir, _ = finished_run
+    assert main(["eval", str(run_dir), "--episodes", "1", "--checkpoint", "200"]) == 0
+    assert f"weights: {run_dir / 'checkpoints' / 'ckpt-00000200' / 'model.safetensors'}" in capsys.readouterr().out
+    assert main(["eval", str(run_dir), "--checkpoint", "150"]) == 2
+    assert "no checkpoint at 150 updates (checkpoints at: 100, 200, 300)" in capsys.readouterr().err
+    assert main(["eval", str(run_dir), "--raw-weights"]) == 2  # no moving average: the policy is raw
+    assert "evaluate it without --raw-weights" in capsys.readouterr().err
+    averaged = tmp_path / "averaged"
+    averaged.mkdir()
+    Trainer(config.from_dict(TINY, ["learner.ema_decay=0.9", "train.online_updates=0"]), averaged,
+            LocalExecutor(), live=False).run()
+    out = tmp_path / "raw.json"
+    assert main(["eval", str(averaged), "--episodes", "2", "--raw-weights", "--json", str(out)]) == 0
+    assert "learner_state.pt (raw, not the moving average)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["CartPole-v1"]["episodes"] == 2
+
+
 def test_eval_command_sweeps_return_targets(finished_run, tmp_path, capsys):
     # `--target` evaluates once per given return, conditioned on it (whether the model follows
     # its target is the model's business: tests/agents/test_learner.py).
