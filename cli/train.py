@@ -1,6 +1,7 @@
 """`frontier train`: check the config and expert settings, make the run directory, run it."""
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -53,6 +54,13 @@ def cmd_train(args) -> int:
         cfg, run_dir = _load_config(args)
     except ValueError as e:
         raise UsageError(str(e))
+    if args.print_config:  # the resolved config, every default filled in; nothing is written
+        import yaml
+
+        from frontier.distributed import config as config_mod
+
+        print(yaml.safe_dump(config_mod.to_dict(cfg), sort_keys=False), end="")
+        return 0
     if args.strict and not args.resume:
         raise UsageError("--strict applies to --resume RUN_DIR (an unreadable replay shard stops the resume)")
     if args.serial and args.address:
@@ -100,7 +108,13 @@ def add_parser(sub) -> None:
     tr = sub.add_parser(
         "train", help="train the multi-task agent",
         description="Collect expert episodes, pretrain offline, fine-tune online (ODT), evaluate. Writes a run "
-                    "directory (config.yaml, tb/, checkpoints/, replay/, summary.json).")
+                    "directory (config.yaml, tb/, checkpoints/, replay/, summary.json).",
+        epilog="examples:\n"
+               "  frontier train configs/quick.yaml                          # embedded local Ray\n"
+               "  frontier train configs/quick.yaml --serial --set seed=1    # one process, another seed\n"
+               "  frontier train configs/quick.yaml --print-config           # every setting, defaults filled in\n"
+               "  frontier train --resume runs/quick-20261207-101500         # continue a stopped run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("config", nargs="?", help="YAML run config, e.g. configs/quick.yaml")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key, e.g. --set train.batch_size=64 (repeatable; value parsed as YAML)")
@@ -109,6 +123,8 @@ def add_parser(sub) -> None:
     tr.add_argument("--address", help="Ray cluster to attach to ('auto' or host:port; default: RAY_ADDRESS, "
                                       "else an embedded local Ray)")
     tr.add_argument("--serial", action="store_true", help="run everything in this process, without Ray (the same schedule, one call at a time)")
+    tr.add_argument("--print-config", action="store_true",
+                    help="print the resolved config (every default filled in, overrides applied) and exit")
     tr.add_argument("--strict", action="store_true",
                     help="with --resume: stop at an unreadable replay shard instead of moving it to replay/quarantine/")
     tr.set_defaults(func=cmd_train)

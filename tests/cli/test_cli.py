@@ -27,6 +27,18 @@ def test_version(capsys):
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"frontier {__version__}"
 
 
+def test_print_config_prints_every_setting_and_writes_nothing(cfg_file, tmp_path, capsys):
+    import yaml
+
+    from frontier.distributed import config
+
+    out = tmp_path / "run"
+    assert main(["train", str(cfg_file), "--set", "seed=7", "--out", str(out), "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == config.to_dict(config.load(cfg_file, ["seed=7"])) and printed["train"]["batch_size"] == 128
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("args, needle", [
     (["train", "{dir}/missing.yaml", "--serial", "--out", "{dir}/run"], "config file not found"),
     (["train", "{cfg}", "--serial", "--out", "{dir}/run", "--set", "tasks=[NoSuchTask-v0]"], "unknown task 'NoSuchTask-v0'"),
