@@ -102,3 +102,15 @@ def test_overrides_leave_the_given_mapping_as_it_was():
     cfg = config.from_dict(data, ["train.online_updates=100", "train.batch_size=8"])
     assert cfg.train.online_updates == 100 and cfg.train.batch_size == 8
     assert data == {"tasks": ["CartPole-v1"], "train": {"online_updates": 50}}
+
+
+def test_the_configuration_reference_is_current():
+    """docs/config.md is `config.reference()` (regenerate it with `make docs`), and every key has a docstring."""
+    from pathlib import Path
+
+    text = config.reference()
+    assert (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text() == text, "run `make docs`"
+    undocumented = [line.split("|")[1].strip() for line in text.splitlines()
+                    if line.startswith("| `") and line.rstrip().endswith("|  |")]
+    assert not undocumented, undocumented
+    assert "| `replay.task_sampling` | `fixed` |" in text and "| `train.batch_size` | `128` |" in text
