@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -295,7 +296,9 @@ def _build(cls: type, data: dict, prefix: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
-            raise ValueError(f"unknown config key '{prefix}{k}' (valid: {', '.join(sorted(names))})")
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+            raise ValueError(f"unknown config key '{prefix}{k}' ({hint}valid: {', '.join(sorted(names))})")
     kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
     try:
         return cls(**kwargs)
