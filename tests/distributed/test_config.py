@@ -28,7 +28,7 @@ def test_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("text, overrides, needle", [
-    ("tasks: [CartPole-v1]\ntrain: {batchsize: 3}\n", [], "train.batchsize' .did you mean 'train.batch_size'"),
+    ("tasks: [CartPole-v1]\ntrain: {batchsize: 3}\n", [], "did you mean 'train.batch_size'"),
     ("tasks: [CartPole-v1]\n", ["train.batch_size=abc"], "train.batch_size"),
     ("tasks: [CartPole-v1]\n", ["train.batch_size=0"], "train.batch_size"),
     ("tasks: [CartPole-v1]\n", ["learner.bf16=7"], "learner.bf16"),
