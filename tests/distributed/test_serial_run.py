@@ -291,3 +291,35 @@ def test_held_out_selection_ends_with_the_policy_of_the_lowest_held_out_nll(tmp_
     assert service.best() == before
     with pytest.raises(ValueError, match="needs held-out data"):
         config.from_dict(TINY, ["train.select=val", "replay.holdout_share=0"])
+
+
+def test_a_trained_runs_policy_acts_in_a_users_own_loop(finished_run):
+    # The module docstring's example, run as written (on this run), then whole episodes.
+    import textwrap
+
+    from frontier.distributed import run_policy
+
+    run_dir, _ = finished_run
+    doc = run_policy.__doc__
+    code = doc[doc.index("    from frontier"):doc.index("\n\nThe policy conditions")]
+    example = textwrap.dedent(code).replace('"runs/quick"', repr(str(run_dir)))
+    scope: dict = {}
+    exec(example, scope)
+    policy, envs = scope["policy"], scope["envs"]
+    assert len(scope["actions"]) == 4
+    returns = [0.0] * 4
+    obs = [env.reset(seed=100 + i)[0] for i, env in enumerate(envs)]
+    policy.reset()
+    done = [False] * 4
+    while not all(done):
+        actions = policy.act(obs)
+        steps = [env.step(a) for env, a in zip(envs, actions)]
+        policy.reward([r for _, r, *_ in steps])
+        for i, (o, r, term, trunc, _) in enumerate(steps):
+            if not done[i]:
+                returns[i] += r
+                done[i] = term or trunc
+            obs[i] = o
+    assert min(returns) > 100  # random play scores ~22; the run's own evaluation scored > 0.6 normalized
+    with pytest.raises(ValueError, match="not one the run trained on"):
+        run_policy.load_policy(run_dir, "Pendulum-v1")
