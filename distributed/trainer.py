@@ -310,7 +310,7 @@ class Trainer:
                 self.monitor.close()
 
     def _stop_actors(self) -> None:
-        if hasattr(self, "learner") and self.ex.connected():
+        if self.learner is not None and self.ex.connected():
             try:
                 self.ex.get(self.learner.stop(), timeout=10)
             except Exception:  # the learner is gone already: nothing to stop
