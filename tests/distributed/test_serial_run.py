@@ -1,6 +1,7 @@
 """End to end without Ray: expert data, offline pretraining, online fine-tuning, a score that learned."""
 import copy
 import json
+import shutil
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -75,7 +76,10 @@ def test_run_directory_contents(finished_run):
 
 
 def test_resume_continues_updates_and_replay(finished_run, tmp_path):
-    run_dir, summary = finished_run
+    # A copy: the later tests read the finished run as it was.
+    summary = finished_run[1]
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
     episodes_before = sum(len(eps) for _, eps, _ in read_shards(run_dir / "replay"))
     # from_dict sets an override into the sections it is given: a copy, so TINY stays as it is for the next tests.
     more = config.from_dict(copy.deepcopy(TINY), ["train.online_updates=100"])
@@ -92,7 +96,6 @@ def test_resume_continues_updates_and_replay(finished_run, tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate model", "garbage state"])
 def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_path, capsys, damage):
-    import shutil
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
@@ -111,7 +114,6 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, tmp_pat
 
 
 def test_resume_quarantines_a_corrupt_replay_shard_and_counts_it(finished_run, tmp_path, capsys):
-    import shutil
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
@@ -175,7 +177,6 @@ def test_eval_command_sweeps_return_targets(finished_run, tmp_path, capsys):
 
 def test_eval_command_conditions_on_the_runs_last_evaluation_targets(finished_run, tmp_path, capsys):
     # Data-relative targets depend on the run's store: `frontier eval` must use the recorded ones.
-    import shutil
 
     from frontier.cli import main
 
