@@ -10,12 +10,12 @@ def cmd_tasks(args) -> int:
 
     rows = []
     for name, spec in sorted(all_tasks().items()):
-        info = spec.info()
+        observation, action = spec.listed_spaces()
         rows.append({
             "name": name,
             "suite": spec.suite,
-            "observation": str(info.observation),
-            "action": str(info.action),
+            "observation": str(observation),
+            "action": str(action),
             "experts": sorted(spec.experts),
             "random_return": spec.random_return,
             "expert_return": spec.expert_return,

@@ -55,6 +55,9 @@ class TaskSpec:
     target_entropy: float | None = None
     step_timeout_s: float = 60.0
     success_key: str | None = None
+    # The agent's (observation, action) spaces where the suite knows them without building an env
+    # (`frontier tasks` lists them so); info() checks them against the built env.
+    spaces: tuple[Space, Space] | None = None
     # Cached TaskInfo, filled by the first info() call.
     _info: TaskInfo | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -125,7 +128,19 @@ class TaskSpec:
                 )
             finally:
                 env.close()
+            built = (self._info.observation, self._info.action)
+            if self.spaces is not None and self.spaces != built:
+                self._info = None
+                raise ValueError(f"task {self.name!r}: declared spaces {tuple(map(str, self.spaces))} "
+                                 f"differ from the env's {tuple(map(str, built))}")
         return self._info
+
+    def listed_spaces(self) -> tuple[Space, Space]:
+        """The agent's (observation, action) spaces: the declared ones, else built from one env."""
+        if self.spaces is not None:
+            return self.spaces
+        info = self.info()
+        return info.observation, info.action
 
 
 def to_agent_space(space: gym.Space, task: str, what: str) -> Space:

@@ -11,6 +11,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
+from frontier.agents.spaces import Box, Discrete
 from frontier.envs.experts import scripted
 from frontier.envs.experts.base import filtered
 from frontier.envs.spec import TaskSpec
@@ -102,6 +103,7 @@ def tasks() -> list[TaskSpec]:
         "ALE/Breakout-ram-v5": (1.4, 39.6),
         "ALE/Breakout-v5": (1.3, 32.9),
     }
+    actions = {"Pong": 6, "Breakout": 4}  # ALE v5's minimal action sets
     preprocess = {"Pong": (ram_to_float, pixels_84x84x4), "Breakout": (breakout_ram, breakout_pixels)}
     out = []
     for game, ref in refs.items():
@@ -118,6 +120,7 @@ def tasks() -> list[TaskSpec]:
                 experts=dict(experts),
                 random_return=measured[ram][0],
                 expert_return=measured[ram][1],
+                spaces=(Box((128,)), Discrete(actions[game])),
                 **ref,
             )
         )
@@ -132,6 +135,7 @@ def tasks() -> list[TaskSpec]:
                 experts=dict(experts),
                 random_return=measured[pixels][0],
                 expert_return=measured[pixels][1],
+                spaces=(Box((84, 84, 4), "uint8"), Discrete(actions[game])),
                 **ref,
             )
         )

@@ -18,6 +18,7 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 
+from frontier.agents.spaces import Box
 from frontier.envs.experts.base import PolicyExpert, filtered
 from frontier.envs.spec import TaskSpec
 
@@ -122,5 +123,6 @@ def tasks() -> list[TaskSpec]:
             random_return=random_return,
             expert_return=expert_return,
             success_key="success",
+            spaces=(Box((39,)), Box((4,))),
         ))
     return out

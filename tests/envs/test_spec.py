@@ -12,8 +12,9 @@ SPECS = {spec.name: spec for spec in builtin_tasks()}
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_builtin_builds_and_info_matches_env(name):
     spec = SPECS[name]
-    info = spec.info()
+    info = spec.info()  # raises where the declared spaces differ from the env's
     assert spec.info() is info  # cached
+    assert spec.listed_spaces() == (info.observation, info.action)
     assert info.name == name and info.reward_scale == spec.reward_scale
     env = spec.make_env(seed=0)
     obs, _ = env.reset(seed=0)
@@ -85,3 +86,27 @@ def test_specs_pickle_for_worker_processes():
     for name, spec in SPECS.items():
         copy = pickle.loads(pickle.dumps(spec))
         assert copy.name == name and copy.max_episode_steps == spec.max_episode_steps
+
+
+def test_declared_spaces_that_differ_from_the_env_raise():
+    spec = TaskSpec(name="CartPole-wrong", env="CartPole-v1", suite="classic", max_episode_steps=10,
+                    spaces=(Box((4,)), Discrete(3)))
+    assert spec.listed_spaces() == (Box((4,)), Discrete(3))
+    with pytest.raises(ValueError, match=r"declared spaces \('Box\(4,\):float32', 'Discrete\(3\)'\) differ"):
+        spec.info()
+
+
+def test_listing_tasks_builds_no_metaworld_or_atari_env(monkeypatch, capsys):
+    # The built-in suites declare their spaces: `frontier tasks` stays fast and prints no ALE banner.
+    from frontier.cli import main
+
+    make_env = TaskSpec.make_env
+
+    def guarded(self, seed=None):
+        builtin = self.name in SPECS  # a plugin's task without declared spaces is built
+        assert not (builtin and self.suite in ("metaworld", "atari")), f"{self.name}: env built to list it"
+        return make_env(self, seed)
+
+    monkeypatch.setattr(TaskSpec, "make_env", guarded)
+    assert main(["tasks", "--json"]) == 0
+    assert '"Meta-World/reach-v3"' in capsys.readouterr().out
