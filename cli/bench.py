@@ -29,6 +29,8 @@ def cmd_bench(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    if args.quick and out.resolve() == COMMITTED:
+        raise UsageError(f"--quick results are a smoke run: they do not go into {COMMITTED} (leave --out out)")
     kwargs = {}
     if args.suite:
         if names != ["learning"]:
@@ -52,6 +54,8 @@ def cmd_bench(args) -> int:
 
 # Where results go without --out: beside the benchmarks' run directories, not over the committed ones.
 DEFAULT_OUT = Path("runs") / "bench"
+# The committed results, which a --quick run never writes over.
+COMMITTED = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
 def add_parser(sub) -> None:

@@ -88,3 +88,12 @@ def test_bench_writes_under_runs_bench_by_default_not_over_the_committed_results
 
     args = build_parser().parse_args(["bench", "learning", "--quick"])
     assert args.out == "runs/bench"
+
+
+def test_a_quick_bench_refuses_the_committed_results(capsys):
+    from frontier.cli import main
+    from frontier.cli.bench import COMMITTED
+
+    assert COMMITTED.is_dir()
+    assert main(["bench", "replay", "--quick", "--out", str(COMMITTED)]) == 2
+    assert "do not go into" in capsys.readouterr().err
