@@ -65,6 +65,7 @@ class Monitor:
                       for t in references}
         self.phase = "starting"
         self.progress = (0, 0)  # (updates done, updates planned)
+        self.env_steps, self.wall_s = 0, None  # wall_s: None until the first status()
         self.rates: dict[str, float] = {}
         self.console = Console(stderr=True)
         live = sys.stderr.isatty() if live is None else live
@@ -130,29 +131,34 @@ class Monitor:
         self.env_steps, self.wall_s = env_steps, wall_s
         if self.live:
             self.live.update(self._render())
-        elif time.monotonic() - self._last_line > 15:
+        if time.monotonic() - self._last_line > 15:
             self._last_line = time.monotonic()
-            scores = " ".join(
-                f"{t}={normalized_score(s['eval_return_mean'], *self.references[t]):.2f}"
-                + ("" if s["success_rate"] is None else f" (success {s['success_rate']:.2f})")
-                for t, s in self.tasks.items() if s["eval_return_mean"] is not None
-            )
-            val = " ".join(f"{t}={s['val']['nll']:.2f}" for t, s in self.tasks.items() if s["val"] is not None)
-            self.console.print(
-                f"[{wall_s:7.0f}s] {phase:9s} updates {updates}/{planned} env_steps {env_steps} "
+            self._line(phase, updates, planned, env_steps, wall_s)
+
+    def _line(self, phase: str, updates: int, planned: int, env_steps: int, wall_s: float) -> None:
+        """One plain progress line: into run.log, and onto the terminal where no live view shows it."""
+        scores = " ".join(
+            f"{t}={normalized_score(s['eval_return_mean'], *self.references[t]):.2f}"
+            + ("" if s["success_rate"] is None else f" (success {s['success_rate']:.2f})")
+            for t, s in self.tasks.items() if s["eval_return_mean"] is not None
+        )
+        val = " ".join(f"{t}={s['val']['nll']:.2f}" for t, s in self.tasks.items() if s["val"] is not None)
+        line = (f"[{wall_s:7.0f}s] {phase:9s} updates {updates}/{planned} env_steps {env_steps} "
                 f"steps/s {self.rates.get('env_steps_per_s', 0):.0f} {scores}"
-                + (f" | held-out nll {val}" if val else ""),
-                highlight=False,
-            )
+                + (f" | held-out nll {val}" if val else ""))
+        with open(self.run_dir / "run.log", "a") as f:
+            f.write(line + "\n")
+        if not self.live:
+            self.console.print(line, highlight=False, markup=False)
 
     # -- output --------------------------------------------------------------------------
 
     def _render(self):
         updates, planned = self.progress
         head = Text(
-            f"frontier  {self.phase}  updates {updates}/{planned}  env steps {getattr(self, 'env_steps', 0)}  "
+            f"frontier  {self.phase}  updates {updates}/{planned}  env steps {self.env_steps}  "
             f"{self.rates.get('env_steps_per_s', 0):.0f} steps/s  {self.rates.get('updates_per_s', 0):.1f} upd/s  "
-            f"learner util {self.rates.get('learner_utilization', 0):.2f}  {getattr(self, 'wall_s', 0):.0f}s"
+            f"learner util {self.rates.get('learner_utilization', 0):.2f}  {self.wall_s or 0:.0f}s"
         )
         table = Table(box=None, header_style="bold")
         with_success = any(s["success_rate"] is not None for s in self.tasks.values())
@@ -213,6 +219,8 @@ class Monitor:
         return data
 
     def close(self) -> None:
+        if self.wall_s is not None:  # the last state, in run.log and (without a live view) on the terminal
+            self._line(self.phase, *self.progress, self.env_steps, self.wall_s)
         if self.live:
             self.live.update(self._render())
             self.live.stop()

@@ -59,6 +59,9 @@ def test_serial_run_learns_cartpole(finished_run):
 def test_run_directory_contents(finished_run):
     run_dir, _ = finished_run
     assert (run_dir / "config.yaml").is_file() and (run_dir / "model.safetensors").is_file()
+    # run.log: the progress lines, the last at the end of the run with its final scores.
+    last = (run_dir / "run.log").read_text().splitlines()[-1]
+    assert "updates 300/300" in last and "CartPole-v1=" in last, last
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "ckpt-00000100", "ckpt-00000200", "ckpt-00000300"]
     kinds = {ep.source["kind"] for _, eps, _ in read_shards(run_dir / "replay") for ep in eps}
