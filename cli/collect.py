@@ -12,6 +12,8 @@ $MINARI_DATASETS_PATH or ~/.minari/datasets); nothing is downloaded.
 """
 from __future__ import annotations
 
+import argparse
+
 import os
 from pathlib import Path
 
@@ -135,7 +137,9 @@ def add_parser(sub) -> None:
         description="Collect whole episodes of TASK from an expert source (the task's kinds, e.g. scripted, "
                     "filtered, rl), copy them from a stored dataset, or import a local Minari dataset, into a "
                     "dataset directory (dataset.json with provenance and cost, episodes-*.npz). Optionally "
-                    "export the result as a Minari dataset. Nothing is downloaded.")
+                    "export the result as a Minari dataset. Nothing is downloaded.",
+        epilog="examples:\n  frontier collect CartPole-v1 --source scripted --episodes 50 --out data/cartpole\n  frontier collect Hopper-v5 --source rl --episodes 20 --out data/hopper        # a zoo policy\n  frontier collect CartPole-v1 --source dataset --dataset data/cartpole --episodes 10 --out data/copy",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("task", help="task name (see 'frontier tasks')")
     c.add_argument("--source", required=True, metavar="KIND",
                    help="an expert kind of the task (rl, scripted, filtered, ...), 'dataset' or 'minari'")

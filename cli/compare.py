@@ -2,6 +2,8 @@
 report (compare/report.py)."""
 from __future__ import annotations
 
+import argparse
+
 import os
 from pathlib import Path
 
@@ -46,7 +48,9 @@ def add_parser(sub) -> None:
         description="Run the arms of a comparison spec (scratch, specialist, related, generalist with its "
                     "zero-shot and few-shot scores, and a transfer matrix) for several seeds under one "
                     "learner-FLOPs budget per arm, and write report.md, PNG plots and results.json. Every run "
-                    "is a normal run directory (TensorBoard in tb/). Rerunning the same command resumes.")
+                    "is a normal run directory (TensorBoard in tb/). Rerunning the same command resumes.",
+        epilog="examples:\n  frontier compare configs/compare/idp-2core.yaml      # reruns resume",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("spec", help="comparison spec (YAML; see configs/compare/)")
     c.add_argument("--out", help="output directory (default: the spec's 'out', else runs/compare-<name>)")
     c.add_argument("--serial", action="store_true", help="run every job in this process, one after another")

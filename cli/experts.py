@@ -2,6 +2,8 @@
 zoo/ (RLlib training and export) or envs/experts/rl.py (exported policies)."""
 from __future__ import annotations
 
+import argparse
+
 import json
 import shutil
 import sys
@@ -147,7 +149,9 @@ def add_parser(sub) -> None:
     """Register `frontier experts ...` on the CLI's subparsers."""
     p = sub.add_parser("experts", help="train, list and evaluate RL expert policies",
                        description="RL experts: train with RLlib, export as plain MLPs (safetensors + JSON card), "
-                                   "list the committed zoo, re-evaluate exported policies.")
+                                   "list the committed zoo, re-evaluate exported policies.",
+        epilog="examples:\n  frontier experts list\n  frontier experts train InvertedPendulum-v5 --algo ppo --steps 60000",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     esub = p.add_subparsers(dest="experts_command", required=True, metavar="SUBCOMMAND")
     d = ExpertTrainConfig(task="-")
     t = esub.add_parser("train", help="train an RL expert with RLlib and export it",

@@ -1,6 +1,8 @@
 """`frontier tasks`: every task frontier can train on, with spaces, expert sources and references."""
 from __future__ import annotations
 
+import argparse
+
 import json
 import sys
 
@@ -45,6 +47,8 @@ def cmd_tasks(args) -> int:
 def add_parser(sub) -> None:
     t = sub.add_parser("tasks", help="list built-in and plugin tasks",
                        description="List every task frontier can train on (built-in suites and installed plugins), "
-                                   "with spaces, expert sources and reference returns. Broken plugins are reported.")
+                                   "with spaces, expert sources and reference returns. Broken plugins are reported.",
+        epilog="examples:\n  frontier tasks\n  frontier tasks --json > tasks.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--json", action="store_true", help="machine-readable output")
     t.set_defaults(func=cmd_tasks)

@@ -43,3 +43,18 @@ def test_every_linked_docs_page_exists():
     for page in PAGES:
         for link in re.findall(r"\]\((docs/[^)#]+)", page.read_text()):
             assert (ROOT / link).is_file(), f"{page.name} links {link}"
+
+
+def test_every_help_example_parses():
+    # The examples in each command's --help epilog are real command lines.
+    import argparse
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    shown = []
+    for name, p in sub.choices.items():
+        shown += [line.split("#")[0].split(">")[0].split()[1:] for line in (p.epilog or "").splitlines()
+                  if line.strip().startswith("frontier ")]
+    assert len(shown) >= 12
+    for argv in shown:
+        build_parser().parse_args(argv)
