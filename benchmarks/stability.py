@@ -72,6 +72,16 @@ def run_one(executor: str, overrides: list[str], run_dir: Path, config: Path = R
     return result
 
 
+def run_record(seed: int, summary: dict) -> dict:
+    return {"seed": seed, "wall_s": summary["wall_s"], "env_steps": summary["env_steps"],
+            "learner_updates": summary["learner_updates"]}
+
+
+def per_seed_means(scores: dict[str, list[float]]) -> list[float]:
+    """{task: [score per seed]} -> [mean over tasks per seed]."""
+    return [float(x) for x in np.mean(list(scores.values()), axis=0)]
+
+
 def arm_table(finals: dict[str, list[float]]) -> list[list]:
     rows = []
     for task, xs in finals.items():
@@ -96,11 +106,10 @@ def run(quick: bool, out: Path) -> dict:
         for seed in seeds:
             run_dir = RUNS_DIR / ("smoke" if quick else name) / f"s{seed}"
             summary = run_one(executor, [*overrides, *(QUICK_OVERRIDES if quick else []), f"seed={seed}"], run_dir)
-            runs.append({"seed": seed, "wall_s": summary["wall_s"], "env_steps": summary["env_steps"],
-                         "learner_updates": summary["learner_updates"]})
+            runs.append(run_record(seed, summary))
             for task, t in summary["tasks"].items():
                 finals.setdefault(task, []).append(t["normalized_score"])
-        per_seed_mean = [float(np.mean([finals[t][k] for t in finals])) for k in range(len(seeds))]
+        per_seed_mean = per_seed_means(finals)
         mean, half = mean_ci(per_seed_mean)
         worst = min(min(xs) for xs in finals.values())
         data["arms"][name] = {"overrides": overrides, "runs": runs, "final_normalized": finals,
@@ -161,11 +170,10 @@ def mt10_part() -> tuple[dict, str]:
         for seed in MT10_SEEDS:
             run_dir = RUNS_DIR / ("mt10" if not overrides else f"mt10-{name}") / f"s{seed}"
             summary = run_one("ray", [*overrides, f"seed={seed}"], run_dir, config)
-            runs.append({"seed": seed, "wall_s": summary["wall_s"], "env_steps": summary["env_steps"],
-                         "learner_updates": summary["learner_updates"]})
+            runs.append(run_record(seed, summary))
             for task, t in summary["tasks"].items():
                 success.setdefault(task, []).append(t["success_rate"])
-        per_seed = [float(np.mean([success[t][k] for t in success])) for k in range(len(MT10_SEEDS))]
+        per_seed = per_seed_means(success)
         mean, half = mean_ci(per_seed)
         arms[name] = {"overrides": overrides, "runs": runs, "success": success, "mean_over_tasks_per_seed": per_seed,
                       "mean": mean, "ci95": half, "worst": min(min(xs) for xs in success.values())}
