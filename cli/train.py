@@ -67,6 +67,13 @@ def cmd_train(args) -> int:
         raise UsageError("--serial runs in one process without Ray; it cannot take --address")
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
+    from frontier.distributed import run_log
+
+    with run_log.capture(run_dir / "run.log"):  # what the terminal shows, Ray workers' lines included
+        return _run(args, cfg, run_dir, created)
+
+
+def _run(args, cfg, run_dir: Path, created: bool) -> int:
     print(f"run directory: {run_dir}", file=sys.stderr, flush=True)
     try:  # setting up measures the tasks' missing reference returns: a broken env fails here
         from frontier.distributed.trainer import Trainer

@@ -23,6 +23,8 @@ from rich.table import Table
 from rich.text import Text
 from torch.utils.tensorboard import SummaryWriter
 
+from . import run_log
+
 
 def tag_name(task: str) -> str:
     return task.replace("/", "_")
@@ -67,11 +69,15 @@ class Monitor:
         self.progress = (0, 0)  # (updates done, updates planned)
         self.env_steps, self.wall_s = 0, None  # wall_s: None until the first status()
         self.rates: dict[str, float] = {}
-        self.console = Console(stderr=True)
+        # the terminal itself, not run.log's copy: the live view's redraws stay out of the file
+        self.console = Console(file=run_log.terminal(sys.stderr))
         live = sys.stderr.isatty() if live is None else live
-        self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False) if live else None
+        captured = run_log.capturing()  # then text printed meanwhile goes above the view through run_log
+        self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False,
+                         redirect_stdout=not captured, redirect_stderr=not captured) if live else None
         if self.live:
             self.live.start()
+            run_log.show_above(self.console)
         self._last_line = 0.0
 
     # -- recording -----------------------------------------------------------------------
@@ -149,7 +155,7 @@ class Monitor:
         with open(self.run_dir / "run.log", "a") as f:
             f.write(line + "\n")
         if not self.live:
-            self.console.print(line, highlight=False, markup=False)
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)  # one line, as in run.log
 
     # -- output --------------------------------------------------------------------------
 
@@ -223,5 +229,6 @@ class Monitor:
             self._line(self.phase, *self.progress, self.env_steps, self.wall_s)
         if self.live:
             self.live.update(self._render())
+            run_log.show_above(None)
             self.live.stop()
         self.writer.close()

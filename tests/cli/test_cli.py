@@ -90,3 +90,19 @@ def test_non_finite_reference_return_is_one_line_and_leaves_no_run_directory(cfg
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "random reference return is nan" in err[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_run_log_holds_what_the_terminal_showed(tmp_path, capsys):
+    import yaml
+
+    from tests.conftest import TINY
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(cfg), "--serial", "--out", str(run_dir)]) == 0
+    out, err = capsys.readouterr()
+    log = (run_dir / "run.log").read_text()
+    assert f"run directory: {run_dir}" in log and "status finished" in log
+    for line in (out + err).splitlines():  # every line the terminal got
+        assert line in log
