@@ -29,7 +29,7 @@ test: install
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest tests -q
 
 docs: install
-	$(BIN)/python -c "from frontier.distributed import config; print(config.reference(), end='')" > docs/config.md
+	$(BIN)/python -c "from frontier.distributed import config_reference; print(config_reference.reference(), end='')" > docs/config.md
 
 clean:
 	rm -rf $(VENV) runs
